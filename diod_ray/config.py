@@ -1,0 +1,484 @@
+"""One configuration schema for everything: data, model, objectives, distillation, optimisation, run.
+
+The dataclasses below are the single source of truth. YAML presets in ``diod_ray/presets/``,
+``--config FILE.yaml`` and repeated ``--set a.b=value`` on every CLI, and Ray Tune's
+``param_space`` all address the same dotted keys (``objectives.alpha``, ``distill.p``, ...).
+
+Unknown keys and wrong types raise :class:`ConfigError`, which lists the valid keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key and the valid choices."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyntheticConfig:
+    """The embedded procedurally generated benchmark (diod_ray/data/synthetic.py)."""
+
+    seed: int = 0
+    num_train_clips: int = 256
+    num_test_clips: int = 64
+    # rendered frames per generated video; training clips of data.clip_len are cut from them
+    frames_per_video: int = 5
+    min_objects: int = 3
+    max_objects: int = 6
+    # share of objects that move (the rest are static)
+    moving_share: float = 0.6
+    # share of clips with camera motion (pan / zoom): the static background then has flow too
+    camera_motion_share: float = 0.5
+    max_speed_px: float = 3.0
+    min_size_frac: float = 0.08
+    max_size_frac: float = 0.22
+    # the scene style: "driving" (road, cars, signs) or "tabletop" (textured floor, blobs)
+    style: Literal["driving", "tabletop"] = "tabletop"
+
+
+@dataclass
+class FlowConfig:
+    """Optical flow -> noisy motion masks (diod_ray/data/motion.py)."""
+
+    method: Literal["dis", "farneback"] = "farneback"
+    # residual flow magnitude (px/frame) above which a pixel counts as moving
+    threshold_px: float = 0.8
+    # segments smaller than this share of the frame are dropped
+    min_segment_frac: float = 0.002
+    # robust camera-motion fit: "affine" (RANSAC on a flow grid) or "none"
+    camera_model: Literal["affine", "none"] = "affine"
+    morph_kernel: int = 3
+
+
+@dataclass
+class AugmentConfig:
+    """Weak view (teacher) and strong view (student) of the same clip: same geometry."""
+
+    crop_p: float = 0.4
+    crop_scale_min: float = 0.75
+    crop_scale_max: float = 1.0
+    # crop aspect ratio w/h; 0 means "the frame's own aspect ratio"
+    crop_ratio: float = 0.0
+    flip_p: float = 0.4
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    solarize_p: float = 0.2
+    solarize_threshold: float = 0.5
+
+
+@dataclass
+class DataConfig:
+    # local path or s3://bucket/prefix holding <split>/ subfolders of Parquet shards
+    uri: str = "~/.cache/diod_ray/synthetic-v1"
+    train_split: str = "train"
+    test_split: str = "test"
+    # generate the synthetic shards when data.uri holds none (embedded default only)
+    generate_if_missing: bool = True
+    clip_len: int = 5
+    height: int = 64
+    width: int = 128
+    # motion-mask / GT instances with at most this many pixels (at stored resolution) are dropped
+    min_mask_pixels: int = 50
+    # objects per frame after which motion masks are cut (padding size of the mask tensor)
+    max_objects: int = 16
+    batch_size: int = 8
+    # S3-compatible storage: endpoint and region; credentials only from the AWS environment
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    prefetch_batches: int = 2
+    shuffle_seed: int = 0
+    # colour order fed to the network: "rgb" (ours) or "bgr" (the reference never converts)
+    colour_order: Literal["rgb", "bgr"] = "rgb"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    # "resnet18": ResNet-18 trunk at stride 4; "dinov2": frozen DINOv2 ViT-S/14 (DIOD*)
+    encoder: Literal["resnet18", "dinov2"] = "resnet18"
+    # channels of the first ResNet stage; 64 is ResNet-18 (512 out), smaller for CPU presets
+    trunk_width: int = 64
+    dinov2_weights: str = ""
+    gru_hidden: int = 64
+    gru_layers: int = 2
+    gru_kernel: int = 3
+    # "per_token": LayerNorm over channels (resolution independent, default);
+    # "reference": one LayerNorm over all tokens and channels (tied to the resolution)
+    token_norm: Literal["per_token", "reference"] = "per_token"
+    num_slots: int = 45
+    slot_dim: int = 64
+    slot_mlp_hidden: int = 128
+    # index of the background slot (negative counts from the end)
+    bg_slot: int = -1
+    # "learned": mean and scale learned, sampled per clip; "fixed": the reference's fixed random buffer
+    slot_init: Literal["learned", "fixed"] = "learned"
+    # slot-attention steps on frame 0 before the per-frame steps, and steps per frame
+    pre_steps: int = 1
+    steps_per_frame: int = 1
+    decoder_channels: int = 64
+    attn_eps: float = 1e-8
+
+
+@dataclass
+class ObjectivesConfig:
+    """Burn-in objective (paper eq. 1 plus the matched weighted BCE and MSE)."""
+
+    # regularisation strength of W_fg in L_fg/bg (eq. 1)
+    alpha: float = 0.3
+    w_recon: float = 1.0
+    w_motion: float = 1.0
+    w_fg_nll: float = 1.0
+    w_teacher: float = 1.0
+    # probabilities are squashed as scale * p + eps before logs (reference: 0.999, 1e-8)
+    prob_scale: float = 0.999
+    prob_eps: float = 1e-8
+    # object-size weight of the positive BCE term in burn-in: "reference" = 2 - |o|/(h w), "none" = 1
+    size_weight: Literal["reference", "none"] = "reference"
+    # per-frame normalisation: "paper" = mean over objects then mean over frames with objects;
+    # "reference" = mean over objects, summed over frames, divided by batch size
+    normalisation: Literal["paper", "reference"] = "paper"
+
+
+@dataclass
+class DistillConfig:
+    """Teacher-student self-distillation (paper §3.3, eq. 2-5) and Table 4's ablation modes."""
+
+    # confidence threshold p for teacher candidates and motion-mask filtering
+    p: float = 0.9
+    # EMA keep rate of the teacher
+    ema: float = 0.996
+    # teacher BatchNorm: "eval" uses running statistics (stable labels, default);
+    # "train" uses batch statistics like the reference
+    teacher_bn: Literal["eval", "train"] = "eval"
+    # "one_to_many": every connected region is a candidate; "one_to_one": one per teacher slot
+    connection: Literal["one_to_many", "one_to_one"] = "one_to_many"
+    connectivity: Literal[4, 8] = 4
+    # regions with at most this many pixels (attention grid) are dropped
+    min_region_pixels: int = 10
+    # candidate score eq. (2) from the candidate's own attention map ("attention", paper)
+    # or from the teacher's W_fg ("foreground", reference code)
+    score_source: Literal["attention", "foreground"] = "attention"
+    # keep the fixed motion masks (filtered by the teacher's W_fg) during distillation
+    use_motion_masks: bool = True
+    # offline pseudo-labelling: labels from the frozen end-of-burn-in model, no EMA
+    offline: bool = False
+    # reference quirk: slot 0's argmax region is merged into the background
+    quirk_slot0_background: bool = False
+    # reference quirk: only split-off components are confidence filtered; the first in raster
+    # order keeps the slot label unconditionally (filtering then happens in the loss)
+    quirk_first_component: bool = False
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    warmup_steps: int = 3000
+    # lr = base * min(1, step / warmup) * decay_rate ** (step / decay_steps)
+    decay_rate: float = 0.5
+    decay_steps: int = 50000
+    grad_clip: float = 1.0
+    # restart the warmup at the phase switch (the reference does, by relaunching)
+    restart_warmup_at_distill: bool = False
+
+
+@dataclass
+class ScheduleConfig:
+    burn_in_epochs: int = 400
+    distill_epochs: int = 500
+    # optimiser steps per epoch; 0 derives it from the train split size and the batch size
+    steps_per_epoch: int = 0
+    # extra burn-in epochs at which a checkpoint is kept for later branching (sweeps)
+    keep_burn_in_epochs: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RunConfig:
+    # a run is (storage_path, name): running the same command again resumes it
+    storage_path: str = "~/diod_ray_runs"
+    name: str = "diod-synthetic"
+    num_workers: int = 0
+    use_gpu: bool = False
+    # "bf16" autocast on GPU, "fp32" everywhere
+    precision: Literal["bf16", "fp32"] = "bf16"
+    channels_last: bool = True
+    seed: int = 0
+    max_failures: int = 0
+    checkpoint_every_steps: int = 200
+    num_to_keep: int = 2
+    log_every_steps: int = 10
+    image_every_steps: int = 200
+    tensorboard: bool = True
+    evaluate_at_end: bool = True
+    eval_protocol: Literal["reference", "clean"] = "clean"
+    eval_batch_size: int = 8
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Dotted keys, validation, merge
+# --------------------------------------------------------------------------------------------
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the schema, e.g. ``objectives.alpha``."""
+    keys: list[str] = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            keys.extend(valid_keys(t, f"{prefix}{f.name}."))
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _type_name(t: Any) -> str:
+    origin = typing.get_origin(t)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(t))
+    if origin is list:
+        return f"list[{_type_name(typing.get_args(t)[0])}]"
+    return getattr(t, "__name__", str(t))
+
+
+def _coerce(key: str, value: Any, t: Any) -> Any:
+    """Check ``value`` against the annotated type ``t``; ints are accepted for floats."""
+    origin = typing.get_origin(t)
+    if origin is Literal:
+        choices = typing.get_args(t)
+        if value in choices and type(value) is type(choices[0]):
+            return value
+        raise ConfigError(f"{key}: {value!r} is not {_type_name(t)}")
+    if origin is list:
+        (item_t,) = typing.get_args(t)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected {_type_name(t)}, got {value!r}")
+        return [_coerce(f"{key}[{i}]", v, item_t) for i, v in enumerate(value)]
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+    elif t is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif t is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif t is str:
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""
+    raise ConfigError(f"{key}: expected {_type_name(t)}, got {value!r} ({type(value).__name__})")
+
+
+def _unknown(key: str) -> ConfigError:
+    keys = valid_keys()
+    return ConfigError(f"unknown config key {key!r}; valid keys are:\n  " + "\n  ".join(keys))
+
+
+def _merge_into(obj: Any, data: dict, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = _hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            raise _unknown(key)
+        t = hints[name]
+        if dataclasses.is_dataclass(t):
+            _merge_into(getattr(obj, name), value, f"{key}.")
+        else:
+            setattr(obj, name, _coerce(key, value, t))
+
+
+def merge(cfg: Config, data: dict) -> Config:
+    """Return a copy of ``cfg`` with the nested mapping ``data`` applied (strictly checked)."""
+    out = copy.deepcopy(cfg)
+    _merge_into(out, data or {})
+    return out
+
+
+def dotted_to_nested(flat: dict[str, Any]) -> dict:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}`` (Tune param_space and --set use dotted keys)."""
+    nested: dict = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = nested
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {p!r} is a leaf, not a section")
+        node[parts[-1]] = value
+    return nested
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """Apply dotted-key overrides whose values are already typed (e.g. from Ray Tune)."""
+    return merge(cfg, dotted_to_nested(overrides))
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """Parse one ``--set a.b=value``; the value is read as YAML (numbers, bools, lists)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. objectives.alpha=0.3")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse {raw!r}: {exc}") from exc
+    if key not in valid_keys():
+        raise _unknown(key)
+    # a string field given something YAML reads as a number / bool keeps the raw text
+    leaf_t = _leaf_type(key)
+    if leaf_t is str and not isinstance(value, str):
+        value = raw
+    return key, value
+
+
+def _leaf_type(key: str) -> Any:
+    cls: Any = Config
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cls = _hints(cls)[p]
+    return _hints(cls)[parts[-1]]
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_flat(cfg: Config) -> dict[str, Any]:
+    """The config as ``{dotted.key: value}``."""
+    out: dict[str, Any] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+
+    walk(to_dict(cfg), "")
+    return out
+
+
+def from_dict(data: dict) -> Config:
+    return merge(Config(), data)
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Presets and files
+# --------------------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {str(path)!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {str(path)!r} is not valid YAML: {exc}") from exc
+    return data or {}
+
+
+def load_preset(name: str) -> Config:
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown preset {name!r}; presets are: {', '.join(preset_names())}")
+    try:
+        return from_dict(_read_yaml(path, "preset"))
+    except ConfigError as exc:
+        raise ConfigError(f"preset {name!r} ({path}): {exc}") from exc
+
+
+def load_config(
+    preset: str | None = "synthetic",
+    config_file: str | None = None,
+    sets: list[str] | None = None,
+) -> Config:
+    """Preset, then a YAML file, then ``--set`` overrides, each strictly checked."""
+    cfg = load_preset(preset) if preset else Config()
+    if config_file:
+        try:
+            cfg = merge(cfg, _read_yaml(Path(config_file), "config file"))
+        except ConfigError as exc:
+            raise ConfigError(f"config file {config_file!r}: {exc}") from exc
+    if sets:
+        cfg = apply_overrides(cfg, dict(parse_set(s) for s in sets))
+    return cfg
+
+
+def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "synthetic") -> None:
+    """The three config options every CLI takes."""
+    parser.add_argument(
+        "--preset",
+        default=default_preset,
+        help=f"preset name ({', '.join(preset_names())}); default {default_preset}",
+    )
+    parser.add_argument("--config", default=None, help="YAML file merged over the preset")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one dotted key, e.g. --set objectives.alpha=0.2 (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    # `--set a=1 b=2` (several pairs after one --set) and repeated --set are both accepted
+    return load_config(args.preset, args.config, list(args.sets or []))
+
+
+def grid_hw(cfg: Config) -> tuple[int, int]:
+    """The attention / feature grid (h, w) = ceil(H/4), ceil(W/4) for the configured input."""
+    return -(-cfg.data.height // 4), -(-cfg.data.width // 4)
