@@ -234,6 +234,11 @@ class RunConfig:
     evaluate_at_end: bool = True
     eval_protocol: Literal["reference", "clean"] = "clean"
     eval_batch_size: int = 8
+    # checkpoint URI (directory, local or s3://) to initialise student (and teacher) from, e.g. a
+    # kept burn-in checkpoint that a distillation branch of a sweep starts from; "" = fresh start
+    init_from: str = ""
+    # which weights evaluate / predict use from a checkpoint: "student" (the reference) or "teacher"
+    eval_weights: Literal["student", "teacher"] = "student"
 
 
 @dataclass
