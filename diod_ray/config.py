@@ -46,9 +46,11 @@ class SyntheticConfig:
     moving_share: float = 0.6
     # share of clips with camera motion (pan / zoom): the static background then has flow too
     camera_motion_share: float = 0.5
+    # object speed (px/frame) and camera pan speed, for a 64x128 frame (scaled with sqrt(H*W))
     max_speed_px: float = 3.0
-    min_size_frac: float = 0.08
-    max_size_frac: float = 0.22
+    # object extent (longer side) as a share of sqrt(H*W)
+    min_size_frac: float = 0.14
+    max_size_frac: float = 0.32
     # the scene style: "driving" (road, cars, signs) or "tabletop" (textured floor, blobs)
     style: Literal["driving", "tabletop"] = "tabletop"
 
@@ -221,8 +223,8 @@ class RunConfig:
     name: str = "diod-synthetic"
     num_workers: int = 0
     use_gpu: bool = False
-    # "bf16" autocast on GPU, "fp32" everywhere
-    precision: Literal["bf16", "fp32"] = "bf16"
+    # "bf16" autocast on GPU (default), "fp16" autocast + GradScaler, "fp32" everywhere (CPU is fp32)
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     channels_last: bool = True
     seed: int = 0
     max_failures: int = 0
@@ -237,6 +239,10 @@ class RunConfig:
     # checkpoint URI (directory, local or s3://) to initialise student (and teacher) from, e.g. a
     # kept burn-in checkpoint that a distillation branch of a sweep starts from; "" = fresh start
     init_from: str = ""
+    # with init_from: load only the student weights and start at step 0 (e.g. KITTI from TRI-PD)
+    init_weights_only: bool = False
+    # fault-tolerance testing: fail once at this step (local mode raises, workers exit); -1 = never
+    fault_injection_step: int = -1
     # which weights evaluate / predict use from a checkpoint: "student" (the reference) or "teacher"
     eval_weights: Literal["student", "teacher"] = "student"
 

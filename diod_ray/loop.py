@@ -1,0 +1,436 @@
+"""The per-worker training loop run by Ray Train: burn-in, then teacher-student distillation.
+
+Everything that decides *what* happens (phase, learning rate, when the teacher is made) is a
+function of the global step restored from the checkpoint, never of how long this process lived,
+so a run killed anywhere resumes exactly where its last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import random
+import tempfile
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+
+from diod_ray.checkpoint import capture_rng, load_state, restore_rng, save_checkpoint
+from diod_ray.config import Config, from_dict, to_dict
+from diod_ray.schedule import BURN_IN, DISTILL, Plan, learning_rate, make_plan
+from diod_ray.storage_paths import run_uri, upload_directory
+
+EVAL_KEYS = ("fg_ari", "all_ari", "f1", "precision", "recall", "static_recall", "moving_recall", "mbo")
+
+
+# ============================================================================================
+# 1. Small helpers
+# ============================================================================================
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def outputs_to_float(out: Any) -> Any:
+    """Cast the floating tensors of a model output to fp32 so losses run in full precision."""
+    changes = {
+        f.name: getattr(out, f.name).float()
+        for f in dataclasses.fields(out)
+        if torch.is_tensor(getattr(out, f.name)) and getattr(out, f.name).is_floating_point()
+    }
+    return dataclasses.replace(out, **changes)
+
+
+def autocast_context(cfg: Config, device: torch.device):
+    if device.type == "cuda" and cfg.run.precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if cfg.run.precision == "bf16" else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+def prefixed(prefix: str, summary: dict[str, Any]) -> dict[str, float]:
+    return {f"{prefix}/{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))}
+
+
+# ============================================================================================
+# 2. State: build, restore, save
+# ============================================================================================
+
+
+class TrainState:
+    """Student, optional teacher, optimiser, scaler and counters of one worker."""
+
+    def __init__(self, cfg: Config, device: torch.device):
+        from diod_ray.model import build_model
+
+        self.cfg = cfg
+        self.device = device
+        self.student = build_model(cfg).to(device)
+        if device.type == "cuda" and cfg.run.channels_last:
+            self.student = self.student.to(memory_format=torch.channels_last)
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr)
+        use_scaler = device.type == "cuda" and cfg.run.precision == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        self.teacher = None
+        self.step = 0
+        self.metrics: dict[str, float] = {}
+        self.resumed_from_step = -1
+
+    # -- teacher ------------------------------------------------------------------------------
+    def make_teacher(self) -> None:
+        """Duplicate the student into the EMA teacher (end of burn-in, paper §3.3.1)."""
+        from diod_ray.teacher import EMATeacher
+
+        d = self.cfg.distill
+        self.teacher = EMATeacher(
+            unwrap(self.student), ema=d.ema, bn_mode=d.teacher_bn, frozen=d.offline
+        )
+
+    # -- checkpoint ---------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "student": unwrap(self.student).state_dict(),
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "step": self.step,
+            "phase": BURN_IN if self.teacher is None else DISTILL,
+            "rng": capture_rng(),
+            "config": to_dict(self.cfg),
+            "metrics": dict(self.metrics),
+        }
+
+    def load(self, state: dict[str, Any], weights_only: bool = False) -> None:
+        """Restore from a checkpoint state; ``weights_only`` keeps only the student weights."""
+        unwrap(self.student).load_state_dict(state["student"])
+        if weights_only:
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.metrics = dict(state.get("metrics") or {})
+        if state.get("teacher") is not None:
+            self.make_teacher()
+            self.teacher.load_state_dict(state["teacher"])
+        if state.get("rng") is not None:
+            restore_rng(state["rng"])
+        self.resumed_from_step = self.step
+
+
+def restore(ts: TrainState) -> str:
+    """Resume from this run's own latest checkpoint, else start from ``run.init_from``."""
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            ts.load(load_state(d))
+        return f"resumed at step {ts.step}"
+    if ts.cfg.run.init_from:
+        ts.load(load_state(ts.cfg.run.init_from), weights_only=ts.cfg.run.init_weights_only)
+        # a branch is a new run: its own history starts here, burn-in metrics are re-measured
+        ts.metrics = {}
+        return f"initialised from {ts.cfg.run.init_from} at step {ts.step}"
+    return "fresh start"
+
+
+# ============================================================================================
+# 3. One optimisation step
+# ============================================================================================
+
+
+def train_step(ts: TrainState, batch: dict[str, torch.Tensor], plan: Plan):
+    """Forward, loss of the current phase, backward, clip, step, EMA. Returns (LossResult, out)."""
+    from diod_ray.objectives.burn_in import burn_in_loss
+    from diod_ray.objectives.distill import distill_loss
+
+    cfg, model = ts.cfg, ts.student
+    bg = unwrap(model).bg_index
+    for group in ts.optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, ts.step, plan)
+    with autocast_context(cfg, ts.device):
+        out = model(batch["strong"])
+        teacher_out = None
+        if plan.phase(ts.step) == DISTILL:
+            teacher_out = ts.teacher(batch["weak"])
+    out = outputs_to_float(out)
+    if teacher_out is None:
+        res = burn_in_loss(out, batch["motion"], batch["strong"], cfg, bg)
+    else:
+        res = distill_loss(out, outputs_to_float(teacher_out), batch["motion"], batch["strong"], cfg, bg)
+    ts.optimizer.zero_grad(set_to_none=True)
+    if ts.scaler is not None:
+        ts.scaler.scale(res.total).backward()
+        ts.scaler.unscale_(ts.optimizer)
+    else:
+        res.total.backward()
+    if cfg.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+    if ts.scaler is not None:
+        ts.scaler.step(ts.optimizer)
+        ts.scaler.update()
+    else:
+        ts.optimizer.step()
+    if ts.teacher is not None:
+        ts.teacher.update(unwrap(model))
+    ts.step += 1
+    return res, out, teacher_out
+
+
+# ============================================================================================
+# 4. Evaluation inside the run (rank 0)
+# ============================================================================================
+
+
+def evaluate_in_run(ts: TrainState, max_clips: int = 0) -> dict[str, float]:
+    """Metrics of the configured weights on the test split (all of it, or its first clips)."""
+    from diod_ray.data.pipeline import iter_eval_batches
+    from diod_ray.evaluate import evaluate_model
+
+    cfg = ts.cfg
+    shard = ray.train.get_dataset_shard("test")
+    batches = iter_eval_batches(shard, cfg, cfg.run.eval_batch_size, ts.device)
+    if max_clips > 0:
+        batches = itertools.islice(batches, max(1, max_clips // cfg.run.eval_batch_size))
+    model = unwrap(ts.student)
+    if cfg.run.eval_weights == "teacher" and ts.teacher is not None:
+        model = ts.teacher.model
+    was_training = model.training
+    summary = evaluate_model(model, batches, cfg, cfg.run.eval_protocol)
+    model.train(was_training)
+    return summary
+
+
+# ============================================================================================
+# 5. Logging (rank 0): TensorBoard, Ray metrics
+# ============================================================================================
+
+
+class Logger:
+    """Averages step scalars and writes them to TensorBoard and Ray's metrics every N steps."""
+
+    def __init__(self, cfg: Config, rank: int):
+        self.cfg = cfg
+        self.enabled = rank == 0
+        self.sums: dict[str, float] = defaultdict(float)
+        self.count = 0
+        self.writer = None
+        self.telemetry = None
+        self.tb_dir = ""
+        self.clips = 0
+        self.t0 = time.perf_counter()
+        self.data_wait = 0.0
+        if not self.enabled:
+            return
+        if cfg.run.tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self.tb_dir = tensorboard_local_dir(cfg)
+            self.writer = SummaryWriter(self.tb_dir, flush_secs=30)
+        from diod_ray.telemetry import Telemetry
+
+        self.telemetry = Telemetry(cfg.run.name)
+
+    def add(self, res, batch_clips: int, data_wait: float, lr: float, phase: str) -> None:
+        if not self.enabled:
+            return
+        for k, v in res.terms.items():
+            self.sums[f"loss/{k}"] += float(v)
+        self.sums["loss/total"] += float(res.total)
+        for k, v in res.stats.items():
+            self.sums[f"stats/{k}"] += float(v)
+        self.sums["lr"] += lr
+        self.count += 1
+        self.clips += batch_clips
+        self.data_wait += data_wait
+        self.phase = phase
+
+    def flush(self, step: int) -> dict[str, float]:
+        if not self.enabled or self.count == 0:
+            return {}
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        avg = {k: v / self.count for k, v in self.sums.items()}
+        avg["perf/clips_per_s"] = self.clips / elapsed
+        avg["perf/data_wait_s"] = self.data_wait / self.count
+        avg["phase"] = 0.0 if self.phase == BURN_IN else 1.0
+        if self.writer is not None:
+            for k, v in avg.items():
+                self.writer.add_scalar(k, v, step)
+        if self.telemetry is not None:
+            self.telemetry.record(
+                step=step,
+                phase=avg["phase"],
+                loss=avg.get("loss/total", 0.0),
+                clips_per_s=avg["perf/clips_per_s"],
+                data_wait_s=avg["perf/data_wait_s"],
+                candidates_kept=avg.get("stats/candidates_kept", 0.0) * self.count,
+                candidates_dropped=avg.get("stats/candidates_dropped", 0.0) * self.count,
+                motion_kept_share=avg.get("stats/motion_kept_share", 1.0),
+                teacher_student_agreement=avg.get("stats/teacher_student_agreement", 0.0),
+            )
+        self.sums.clear()
+        self.count = 0
+        self.clips = 0
+        self.data_wait = 0.0
+        self.t0 = time.perf_counter()
+        return avg
+
+    def image(self, step: int, batch, out, teacher_out, cfg: Config, bg: int) -> None:
+        if self.writer is None:
+            return
+        from diod_ray.viz import training_panel
+
+        img = training_panel(batch, out, teacher_out, bg)  # uint8 [H', W', 3]
+        self.writer.add_image("slots", img, step, dataformats="HWC")
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(k, v, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def tensorboard_local_dir(cfg: Config) -> str:
+    """TensorBoard files go straight to the run directory when it is local, else to a local
+    staging directory that is uploaded next to the checkpoints."""
+    uri = run_uri(cfg)
+    if uri.startswith("s3://"):
+        return os.path.join(os.path.expanduser("~/.cache/diod_ray/tensorboard"), cfg.run.name)
+    return os.path.join(uri, "tensorboard")
+
+
+# ============================================================================================
+# 6. The loop
+# ============================================================================================
+
+
+def report(ts: TrainState, rank: int, metrics: dict[str, Any], with_checkpoint: bool) -> None:
+    """Every rank calls this the same number of times; only rank 0 attaches a checkpoint."""
+    metrics = {**metrics, **ts.metrics, "step": ts.step}
+    if with_checkpoint and rank == 0:
+        with tempfile.TemporaryDirectory(prefix="diod-ckpt-") as d:
+            save_checkpoint(d, ts.to_state())
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+    else:
+        ray.train.report(metrics, checkpoint=None)
+
+
+def keep_burn_in_checkpoint(ts: TrainState, epoch: int) -> None:
+    """A burn-in checkpoint kept for good at ``<run>/kept/burn_in_epoch_<E>`` (sweep branches)."""
+    with tempfile.TemporaryDirectory(prefix="diod-kept-") as d:
+        save_checkpoint(d, ts.to_state())
+        upload_directory(d, f"{run_uri(ts.cfg)}/kept/burn_in_epoch_{epoch}", ts.cfg)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    cfg = from_dict(config["cfg"])
+    plan = make_plan(cfg, int(config["steps_per_epoch"]))
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device() if cfg.run.use_gpu else torch.device("cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    seed_everything(cfg.run.seed + 1000 * rank)
+
+    # -- 1. state: fresh, resumed, or branched -------------------------------------------------
+    ts = TrainState(cfg, device)
+    how = restore(ts)
+    if world > 1:
+        ts.student = ray.train.torch.prepare_model(ts.student, move_to_device=False)
+    log = Logger(cfg, rank)
+    if rank == 0:
+        print(f"[diod_ray] {cfg.run.name}: {how}; {plan}", flush=True)
+    last_ckpt_step = ts.step
+    shard = ray.train.get_dataset_shard("train")
+    bg = unwrap(ts.student).bg_index
+    keep = set(cfg.schedule.keep_burn_in_epochs)
+
+    # -- 2. epochs -----------------------------------------------------------------------------
+    while ts.step < plan.total_steps:
+        epoch = plan.epoch(ts.step)
+        if plan.phase(ts.step) == DISTILL and ts.teacher is None:
+            # end of burn-in: measure it, then duplicate the student into the teacher
+            if cfg.run.evaluate_at_end and "burn_in/f1" not in ts.metrics and rank == 0:
+                ts.metrics.update(prefixed("burn_in", evaluate_in_run(ts)))
+                log.scalars(ts.metrics, ts.step)
+            ts.make_teacher()
+        steps = plan.steps_per_epoch - ts.step % plan.steps_per_epoch
+        t_wait = time.perf_counter()
+        batches = iter(_iter_batches(shard, cfg, epoch, steps, device))
+        for batch in batches:
+            wait = time.perf_counter() - t_wait
+            phase = plan.phase(ts.step)
+            res, out, teacher_out = train_step(ts, batch, plan)
+            log.add(res, batch["strong"].shape[0] * world, wait, learning_rate(cfg, ts.step - 1, plan), phase)
+            if ts.step % cfg.run.log_every_steps == 0:
+                log.flush(ts.step)
+            if cfg.run.image_every_steps > 0 and ts.step % cfg.run.image_every_steps == 0:
+                log.image(ts.step, batch, out, teacher_out, cfg, bg)
+            if cfg.run.fault_injection_step == ts.step and ts.resumed_from_step < 0:
+                _inject_fault(cfg)
+            t_wait = time.perf_counter()
+        epoch_done = plan.epoch(ts.step)
+        avg = log.flush(ts.step)
+        if epoch_done in keep and ts.step <= plan.burn_in_end and rank == 0:
+            keep_burn_in_checkpoint(ts, epoch_done)
+        at_switch = ts.step == plan.burn_in_end
+        due = ts.step - last_ckpt_step >= cfg.run.checkpoint_every_steps or at_switch
+        metrics = {
+            "epoch": epoch_done,
+            "phase": 0 if plan.phase(ts.step - 1) == BURN_IN else 1,
+            "loss": float(avg.get("loss/total", float("nan"))),
+        }
+        if ts.step >= plan.total_steps:
+            break  # the final report below carries the checkpoint
+        report(ts, rank, metrics, with_checkpoint=due)
+        if due:
+            last_ckpt_step = ts.step
+
+    # -- 3. the end: evaluate and report the final checkpoint ---------------------------------
+    if cfg.run.evaluate_at_end and rank == 0 and "final/f1" not in ts.metrics:
+        final = evaluate_in_run(ts)
+        if plan.distill_epochs == 0 and "burn_in/f1" not in ts.metrics:
+            ts.metrics.update(prefixed("burn_in", final))
+        ts.metrics.update(prefixed("final", final))
+        log.scalars(ts.metrics, ts.step)
+    log.close()
+    if rank == 0 and log.tb_dir and run_uri(cfg).startswith("s3://"):
+        upload_directory(log.tb_dir, f"{run_uri(cfg)}/tensorboard", cfg)
+    report(
+        ts,
+        rank,
+        {"epoch": plan.total_epochs, "phase": 0 if plan.distill_epochs == 0 else 1, "done": 1,
+         "resumed_from_step": ts.resumed_from_step},
+        with_checkpoint=True,
+    )
+
+
+def _iter_batches(shard, cfg: Config, epoch: int, steps: int, device: torch.device):
+    from diod_ray.data.pipeline import iter_train_batches
+
+    return iter_train_batches(shard, cfg, epoch, steps, device)
+
+
+def _inject_fault(cfg: Config) -> None:
+    """Fault-tolerance testing knob (run.fault_injection_step): fail once, before any resume."""
+    if cfg.run.num_workers > 0:
+        os._exit(1)  # a real worker-process death: Ray Train restarts the worker group
+    raise RuntimeError(f"injected fault at step {cfg.run.fault_injection_step}")

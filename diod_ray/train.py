@@ -1,0 +1,160 @@
+"""``python -m diod_ray.train``: config -> TorchTrainer -> fit -> one JSON line of results.
+
+With no arguments it runs the embedded default (the ``synthetic`` preset): generates the
+synthetic shards if they are missing, starts or joins a local Ray, runs burn-in, distillation and
+evaluation on the test split. On a cluster the same module runs under ``ray job submit``::
+
+    ray job submit --working-dir . -- python -m diod_ray.train --preset tri-pd \\
+        --set data.uri=s3://bucket/tri-pd run.storage_path=s3://bucket/runs run.num_workers=8 run.use_gpu=true
+
+A run is ``(run.storage_path, run.name)``: running the same command again resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from diod_ray.config import Config, ConfigError, add_config_args, config_from_args, to_dict
+from diod_ray.storage_paths import normalise_uri, run_uri
+
+SUMMARY_FILE = "summary.json"
+METRIC_NAMES = ("fg_ari", "all_ari", "f1", "precision", "recall", "static_recall", "moving_recall", "mbo")
+
+
+def steps_per_epoch(cfg: Config) -> int:
+    """``schedule.steps_per_epoch``, or the train split's clips over the global batch size."""
+    if cfg.schedule.steps_per_epoch > 0:
+        return cfg.schedule.steps_per_epoch
+    from diod_ray.data.shards import count_clips
+
+    clips = count_clips(cfg.data.uri, cfg.data.train_split, cfg.data)
+    global_batch = cfg.data.batch_size * max(1, cfg.run.num_workers)
+    return max(1, clips // global_batch)
+
+
+def _storage(cfg: Config) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for ray.train.RunConfig."""
+    uri = normalise_uri(cfg.run.storage_path)
+    if uri.startswith("s3://"):
+        from diod_ray.data.storage import filesystem_for
+
+        fs, path = filesystem_for(uri, cfg.data)
+        return path, fs
+    os.makedirs(uri, exist_ok=True)
+    return uri, None
+
+
+def build_trainer(cfg: Config, *, callbacks=()):
+    """The TorchTrainer of a run: DDP over ``run.num_workers`` (0 = in-process local mode)."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from diod_ray.data.pipeline import eval_dataset, train_dataset
+    from diod_ray.loop import train_loop_per_worker
+
+    storage_path, storage_fs = _storage(cfg)
+    datasets = {"train": train_dataset(cfg)}
+    if cfg.run.evaluate_at_end:
+        datasets["test"] = eval_dataset(cfg, cfg.data.test_split)
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": to_dict(cfg), "steps_per_epoch": steps_per_epoch(cfg)},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.run.num_workers, use_gpu=cfg.run.use_gpu
+        ),
+        run_config=ray.train.RunConfig(
+            name=cfg.run.name,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.num_to_keep),
+            callbacks=list(callbacks),
+        ),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+
+
+def ensure_ray() -> None:
+    """Join the cluster named by RAY_ADDRESS (e.g. under ``ray job submit``), else start one."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=True)
+
+
+def summarise(cfg: Config, result) -> dict[str, Any]:
+    metrics = dict(result.metrics or {})
+    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+    if checkpoint is not None and run_uri(cfg).startswith("s3://"):
+        checkpoint = f"s3://{checkpoint}"
+    out: dict[str, Any] = {"run": cfg.run.name}
+    for phase in ("burn_in", "final"):
+        out[phase] = {k: metrics[f"{phase}/{k}"] for k in METRIC_NAMES if f"{phase}/{k}" in metrics}
+    out.update(
+        {
+            "steps": metrics.get("step"),
+            "epochs": metrics.get("epoch"),
+            "run_dir": run_uri(cfg),
+            "checkpoint": checkpoint,
+            "tensorboard": f"tensorboard --logdir {run_uri(cfg)}/tensorboard",
+        }
+    )
+    return out
+
+
+def write_summary(cfg: Config, summary: dict[str, Any]) -> None:
+    uri = f"{run_uri(cfg)}/{SUMMARY_FILE}"
+    text = json.dumps(summary, indent=2)
+    if uri.startswith("s3://"):
+        from diod_ray.data.storage import filesystem_for
+
+        fs, path = filesystem_for(uri, cfg.data)
+        with fs.open_output_stream(path) as f:
+            f.write(text.encode())
+    else:
+        tmp = uri + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, uri)
+
+
+def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
+    """Prepare data, fit, evaluate; return the summary (also written to the run directory)."""
+    if cfg.data.generate_if_missing:
+        from diod_ray.data.generate import ensure_synthetic
+
+        ensure_synthetic(cfg, progress=progress)
+    ensure_ray()
+    result = build_trainer(cfg).fit()
+    if result.error is not None:
+        raise result.error
+    summary = summarise(cfg, result)
+    write_summary(cfg, summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m diod_ray.train",
+        description="Train DIOD (burn-in, then self-distillation) with Ray Train; "
+        "prints one JSON line with the final metrics.",
+    )
+    add_config_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = run(cfg)
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
