@@ -59,7 +59,8 @@ class SyntheticConfig:
 class FlowConfig:
     """Optical flow -> noisy motion masks (diod_ray/data/motion.py)."""
 
-    method: Literal["dis", "farneback"] = "farneback"
+    # "dis" (default: sharper masks on small objects, docs/perf/data-gen.md) or "farneback"
+    method: Literal["dis", "farneback"] = "dis"
     # residual flow magnitude (px/frame) above which a pixel counts as moving
     threshold_px: float = 0.8
     # segments smaller than this share of the frame are dropped
