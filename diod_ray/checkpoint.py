@@ -157,3 +157,72 @@ def load_model(uri: str, which: str = "student", device: str | torch.device = "c
     model = build_model(cfg)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg
+
+
+# --------------------------------------------------------------------------------------------
+# Run-directory checkpoints for local mode
+# --------------------------------------------------------------------------------------------
+# Ray Train persists checkpoints to (storage_path, name) when it runs worker actors. In local
+# mode (run.num_workers=0, the laptop default) it keeps them only in memory, so the loop persists
+# them itself under the same run directory: `<run>/checkpoint_step_<step>`; the newest one is
+# what a second launch of the same command resumes from.
+
+LOCAL_PREFIX = "checkpoint_step_"
+
+
+def _fs_and_path(uri: str, data_cfg=None):
+    if uri.startswith("s3://"):
+        from diod_ray.data.storage import filesystem_for
+
+        return filesystem_for(uri, data_cfg)
+    import pyarrow.fs as pafs
+
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def list_run_checkpoints(run_uri: str, data_cfg=None) -> list[str]:
+    """URIs of this run's local-mode checkpoints that hold a complete state.pt, oldest first."""
+    import pyarrow.fs as pafs
+
+    fs, root = _fs_and_path(run_uri, data_cfg)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    except (FileNotFoundError, OSError):
+        return []
+    steps = []
+    for info in infos:
+        name = info.base_name
+        if info.type == pafs.FileType.Directory and name.startswith(LOCAL_PREFIX):
+            done = fs.get_file_info(f"{info.path}/{STATE_FILE}")
+            if done.type == pafs.FileType.File and name[len(LOCAL_PREFIX) :].isdigit():
+                steps.append(int(name[len(LOCAL_PREFIX) :]))
+    return [f"{run_uri}/{LOCAL_PREFIX}{s:08d}" for s in sorted(steps)]
+
+
+def persist_run_checkpoint(
+    local_dir: str, run_uri: str, step: int, num_to_keep: int, data_cfg=None
+) -> str:
+    """Copy a saved checkpoint directory into the run directory and prune the oldest ones.
+
+    The state file is copied last, so a checkpoint counts (list_run_checkpoints) only once it
+    is complete.
+    """
+    import pyarrow.fs as pafs
+
+    uri = f"{run_uri}/{LOCAL_PREFIX}{step:08d}"
+    fs, path = _fs_and_path(uri, data_cfg)
+    fs.create_dir(path, recursive=True)
+    local = pafs.LocalFileSystem()
+    names = sorted(os.listdir(local_dir), key=lambda n: n == STATE_FILE)
+    for name in names:
+        pafs.copy_files(
+            os.path.join(local_dir, name),
+            f"{path}/{name}",
+            source_filesystem=local,
+            destination_filesystem=fs,
+        )
+    existing = list_run_checkpoints(run_uri, data_cfg)
+    for old in existing[: max(0, len(existing) - max(1, num_to_keep))]:
+        old_fs, old_path = _fs_and_path(old, data_cfg)
+        old_fs.delete_dir(old_path)
+    return uri

@@ -21,12 +21,29 @@ import ray.train
 import ray.train.torch
 import torch
 
-from diod_ray.checkpoint import capture_rng, load_state, restore_rng, save_checkpoint
+from diod_ray.checkpoint import (
+    capture_rng,
+    list_run_checkpoints,
+    load_state,
+    persist_run_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from diod_ray.config import Config, from_dict, to_dict
 from diod_ray.schedule import BURN_IN, DISTILL, Plan, learning_rate, make_plan
 from diod_ray.storage_paths import run_uri, upload_directory
+from diod_ray.teacher import build_teacher, unwrap
 
-EVAL_KEYS = ("fg_ari", "all_ari", "f1", "precision", "recall", "static_recall", "moving_recall", "mbo")
+EVAL_KEYS = (
+    "fg_ari",
+    "all_ari",
+    "f1",
+    "precision",
+    "recall",
+    "static_recall",
+    "moving_recall",
+    "mbo",
+)
 
 
 # ============================================================================================
@@ -38,11 +55,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain model inside a DistributedDataParallel wrapper (or the model itself)."""
-    return model.module if hasattr(model, "module") else model
 
 
 def outputs_to_float(out: Any) -> Any:
@@ -93,13 +105,9 @@ class TrainState:
 
     # -- teacher ------------------------------------------------------------------------------
     def make_teacher(self) -> None:
-        """Duplicate the student into the EMA teacher (end of burn-in, paper §3.3.1)."""
-        from diod_ray.teacher import EMATeacher
-
-        d = self.cfg.distill
-        self.teacher = EMATeacher(
-            unwrap(self.student), ema=d.ema, bn_mode=d.teacher_bn, frozen=d.offline
-        )
+        """Duplicate the student into the EMA teacher (end of burn-in, paper §3.3.1); frozen in
+        offline pseudo-labelling mode."""
+        self.teacher = build_teacher(self.student, self.cfg)
 
     # -- checkpoint ---------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -133,6 +141,11 @@ class TrainState:
         self.resumed_from_step = self.step
 
 
+def local_mode(cfg: Config) -> bool:
+    """``run.num_workers=0``: the loop runs in the driver and persists its own checkpoints."""
+    return cfg.run.num_workers == 0
+
+
 def restore(ts: TrainState) -> str:
     """Resume from this run's own latest checkpoint, else start from ``run.init_from``."""
     ckpt = ray.train.get_checkpoint()
@@ -140,6 +153,11 @@ def restore(ts: TrainState) -> str:
         with ckpt.as_directory() as d:
             ts.load(load_state(d))
         return f"resumed at step {ts.step}"
+    if local_mode(ts.cfg):
+        own = list_run_checkpoints(run_uri(ts.cfg), ts.cfg.data)
+        if own:
+            ts.load(load_state(own[-1]))
+            return f"resumed at step {ts.step} from {own[-1]}"
     if ts.cfg.run.init_from:
         ts.load(load_state(ts.cfg.run.init_from), weights_only=ts.cfg.run.init_weights_only)
         # a branch is a new run: its own history starts here, burn-in metrics are re-measured
@@ -171,7 +189,9 @@ def train_step(ts: TrainState, batch: dict[str, torch.Tensor], plan: Plan):
     if teacher_out is None:
         res = burn_in_loss(out, batch["motion"], batch["strong"], cfg, bg)
     else:
-        res = distill_loss(out, outputs_to_float(teacher_out), batch["motion"], batch["strong"], cfg, bg)
+        res = distill_loss(
+            out, outputs_to_float(teacher_out), batch["motion"], batch["strong"], cfg, bg
+        )
     ts.optimizer.zero_grad(set_to_none=True)
     if ts.scaler is not None:
         ts.scaler.scale(res.total).backward()
@@ -250,7 +270,7 @@ class Logger:
             return
         for k, v in res.terms.items():
             self.sums[f"loss/{k}"] += float(v)
-        self.sums["loss/total"] += float(res.total)
+        self.sums["loss/total"] += float(res.total.detach())
         for k, v in res.stats.items():
             self.sums[f"stats/{k}"] += float(v)
         self.sums["lr"] += lr
@@ -271,16 +291,17 @@ class Logger:
             for k, v in avg.items():
                 self.writer.add_scalar(k, v, step)
         if self.telemetry is not None:
+            # stats that only exist in distillation stay unset (None) during burn-in
             self.telemetry.record(
                 step=step,
                 phase=avg["phase"],
-                loss=avg.get("loss/total", 0.0),
+                loss=avg.get("loss/total"),
                 clips_per_s=avg["perf/clips_per_s"],
                 data_wait_s=avg["perf/data_wait_s"],
-                candidates_kept=avg.get("stats/candidates_kept", 0.0) * self.count,
-                candidates_dropped=avg.get("stats/candidates_dropped", 0.0) * self.count,
-                motion_kept_share=avg.get("stats/motion_kept_share", 1.0),
-                teacher_student_agreement=avg.get("stats/teacher_student_agreement", 0.0),
+                candidates_kept=_times(avg.get("stats/candidates_kept"), self.count),
+                candidates_dropped=_times(avg.get("stats/candidates_dropped"), self.count),
+                motion_kept_share=avg.get("stats/motion_kept_share"),
+                teacher_student_agreement=avg.get("stats/teacher_student_agreement"),
             )
         self.sums.clear()
         self.count = 0
@@ -308,6 +329,10 @@ class Logger:
             self.writer.close()
 
 
+def _times(mean: float | None, count: int) -> float | None:
+    return None if mean is None else mean * count
+
+
 def tensorboard_local_dir(cfg: Config) -> str:
     """TensorBoard files go straight to the run directory when it is local, else to a local
     staging directory that is uploaded next to the checkpoints."""
@@ -328,7 +353,15 @@ def report(ts: TrainState, rank: int, metrics: dict[str, Any], with_checkpoint: 
     if with_checkpoint and rank == 0:
         with tempfile.TemporaryDirectory(prefix="diod-ckpt-") as d:
             save_checkpoint(d, ts.to_state())
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+            if local_mode(ts.cfg):
+                # Ray's local mode keeps checkpoints in memory only: persist under the run dir
+                cfg = ts.cfg
+                uri = persist_run_checkpoint(
+                    d, run_uri(cfg), ts.step, cfg.run.num_to_keep, cfg.data
+                )
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint(uri))
+            else:
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(metrics, checkpoint=None)
 
@@ -379,7 +412,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             wait = time.perf_counter() - t_wait
             phase = plan.phase(ts.step)
             res, out, teacher_out = train_step(ts, batch, plan)
-            log.add(res, batch["strong"].shape[0] * world, wait, learning_rate(cfg, ts.step - 1, plan), phase)
+            log.add(
+                res,
+                batch["strong"].shape[0] * world,
+                wait,
+                learning_rate(cfg, ts.step - 1, plan),
+                phase,
+            )
             if ts.step % cfg.run.log_every_steps == 0:
                 log.flush(ts.step)
             if cfg.run.image_every_steps > 0 and ts.step % cfg.run.image_every_steps == 0:
@@ -411,16 +450,33 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             ts.metrics.update(prefixed("burn_in", final))
         ts.metrics.update(prefixed("final", final))
         log.scalars(ts.metrics, ts.step)
+    sync = {"ddp/max_param_diff": ranks_param_spread(ts.student)} if world > 1 else {}
     log.close()
     if rank == 0 and log.tb_dir and run_uri(cfg).startswith("s3://"):
         upload_directory(log.tb_dir, f"{run_uri(cfg)}/tensorboard", cfg)
     report(
         ts,
         rank,
-        {"epoch": plan.total_epochs, "phase": 0 if plan.distill_epochs == 0 else 1, "done": 1,
-         "resumed_from_step": ts.resumed_from_step},
+        {
+            "epoch": plan.total_epochs,
+            "phase": 0 if plan.distill_epochs == 0 else 1,
+            "done": 1,
+            "resumed_from_step": ts.resumed_from_step,
+            **sync,
+        },
         with_checkpoint=True,
     )
+
+
+def ranks_param_spread(model: torch.nn.Module) -> float:
+    """Largest difference of any weight between DDP ranks (0.0 when the replicas agree)."""
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().float().flatten() for p in unwrap(model).parameters()])
+    hi, lo = flat.clone(), flat.clone()
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    return float((hi - lo).abs().max())
 
 
 def _iter_batches(shard, cfg: Config, epoch: int, steps: int, device: torch.device):

@@ -22,7 +22,16 @@ from diod_ray.config import Config, ConfigError, add_config_args, config_from_ar
 from diod_ray.storage_paths import normalise_uri, run_uri
 
 SUMMARY_FILE = "summary.json"
-METRIC_NAMES = ("fg_ari", "all_ari", "f1", "precision", "recall", "static_recall", "moving_recall", "mbo")
+METRIC_NAMES = (
+    "fg_ari",
+    "all_ari",
+    "f1",
+    "precision",
+    "recall",
+    "static_recall",
+    "moving_recall",
+    "mbo",
+)
 
 
 def steps_per_epoch(cfg: Config) -> int:
@@ -98,6 +107,7 @@ def summarise(cfg: Config, result) -> dict[str, Any]:
     out.update(
         {
             "steps": metrics.get("step"),
+            "resumed_from_step": metrics.get("resumed_from_step", -1),
             "epochs": metrics.get("epoch"),
             "run_dir": run_uri(cfg),
             "checkpoint": checkpoint,
@@ -123,6 +133,27 @@ def write_summary(cfg: Config, summary: dict[str, Any]) -> None:
         os.replace(tmp, uri)
 
 
+def fit_with_retries(cfg: Config):
+    """``trainer.fit()``. Worker groups are restarted by Ray's FailureConfig; in local mode
+    (no worker actors) a failed fit is retried here up to ``run.max_failures`` times, resuming
+    from the run's last checkpoint like Ray would."""
+    attempt = 0
+    while True:
+        try:
+            result = build_trainer(cfg).fit()
+        except Exception as exc:  # noqa: BLE001 - re-raised unless a retry is due
+            if cfg.run.num_workers > 0 or attempt >= cfg.run.max_failures:
+                raise
+            attempt += 1
+            print(
+                f"[diod_ray] local-mode run failed ({exc}); retry {attempt}/{cfg.run.max_failures}"
+            )
+            continue
+        if result.error is not None:
+            raise result.error
+        return result
+
+
 def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
     """Prepare data, fit, evaluate; return the summary (also written to the run directory)."""
     if cfg.data.generate_if_missing:
@@ -130,9 +161,7 @@ def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
 
         ensure_synthetic(cfg, progress=progress)
     ensure_ray()
-    result = build_trainer(cfg).fit()
-    if result.error is not None:
-        raise result.error
+    result = fit_with_retries(cfg)
     summary = summarise(cfg, result)
     write_summary(cfg, summary)
     return summary

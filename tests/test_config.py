@@ -36,7 +36,14 @@ def test_every_preset_loads_with_the_papers_settings():
 
 def test_set_overrides_parse_yaml_values_and_keep_strings():
     cfg = load_config(
-        "smoke", None, ["objectives.alpha=0.2", "run.use_gpu=true", "run.name=123", "schedule.keep_burn_in_epochs=[1, 2]"]
+        "smoke",
+        None,
+        [
+            "objectives.alpha=0.2",
+            "run.use_gpu=true",
+            "run.name=123",
+            "schedule.keep_burn_in_epochs=[1, 2]",
+        ],
     )
     assert cfg.objectives.alpha == 0.2
     assert cfg.run.use_gpu is True
@@ -84,7 +91,17 @@ def test_yaml_file_is_merged_and_checked(tmp_path):
 def test_cli_args_and_tune_space_use_the_same_dotted_keys():
     parser = argparse.ArgumentParser()
     add_config_args(parser)
-    args = parser.parse_args(["--preset", "smoke", "--set", "run.num_workers=2", "run.use_gpu=true", "--set", "distill.p=0.5"])
+    args = parser.parse_args(
+        [
+            "--preset",
+            "smoke",
+            "--set",
+            "run.num_workers=2",
+            "run.use_gpu=true",
+            "--set",
+            "distill.p=0.5",
+        ]
+    )
     cfg = config_from_args(args)
     assert (cfg.run.num_workers, cfg.run.use_gpu, cfg.distill.p) == (2, True, 0.5)
     tuned = apply_overrides(cfg, {"objectives.alpha": 0.4, "schedule.burn_in_epochs": 3})

@@ -9,7 +9,9 @@ from diod_ray.schedule import BURN_IN, DISTILL, learning_rate, make_plan
 
 
 def test_phase_is_derived_from_the_step():
-    cfg = apply_overrides(load_preset("smoke"), {"schedule.burn_in_epochs": 2, "schedule.distill_epochs": 3})
+    cfg = apply_overrides(
+        load_preset("smoke"), {"schedule.burn_in_epochs": 2, "schedule.distill_epochs": 3}
+    )
     plan = make_plan(cfg, steps_per_epoch=4)
     assert plan.burn_in_end == 8 and plan.total_steps == 20 and plan.total_epochs == 5
     assert [plan.phase(s) for s in (0, 7, 8, 19)] == [BURN_IN, BURN_IN, DISTILL, DISTILL]
@@ -20,12 +22,18 @@ def test_phase_is_derived_from_the_step():
 def test_reference_lr_schedule_and_warmup_restart_option():
     cfg = apply_overrides(
         load_preset("smoke"),
-        {"optim.lr": 1.0, "optim.warmup_steps": 10, "optim.decay_rate": 0.5, "optim.decay_steps": 100,
-         "schedule.burn_in_epochs": 5, "schedule.distill_epochs": 5},
+        {
+            "optim.lr": 1.0,
+            "optim.warmup_steps": 10,
+            "optim.decay_rate": 0.5,
+            "optim.decay_steps": 100,
+            "schedule.burn_in_epochs": 5,
+            "schedule.distill_epochs": 5,
+        },
     )
     plan = make_plan(cfg, 10)  # burn-in ends at step 50
-    assert learning_rate(cfg, 4, plan) == pytest.approx(0.5 * 0.5 ** 0.04)
+    assert learning_rate(cfg, 4, plan) == pytest.approx(0.5 * 0.5**0.04)
     assert learning_rate(cfg, 100, plan) == pytest.approx(0.5)
-    assert learning_rate(cfg, 50, plan) == pytest.approx(0.5 ** 0.5)  # warmup not restarted
+    assert learning_rate(cfg, 50, plan) == pytest.approx(0.5**0.5)  # warmup not restarted
     restart = apply_overrides(cfg, {"optim.restart_warmup_at_distill": True})
-    assert learning_rate(restart, 50, plan) == pytest.approx(0.1 * 0.5 ** 0.5)
+    assert learning_rate(restart, 50, plan) == pytest.approx(0.1 * 0.5**0.5)

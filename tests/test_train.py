@@ -1,0 +1,259 @@
+"""Ray Train end to end: local mode through both phases, resume, branching, S3 storage, DDP, faults.
+
+Most tests use local mode (``run.num_workers=0``: the loop runs in this process); the few
+multi-process ones are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from diod_ray.checkpoint import list_run_checkpoints, load_state
+from diod_ray.config import apply_overrides, load_preset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    """Synthetic smoke shards, generated once for this module."""
+    from diod_ray.data.generate import ensure_synthetic
+
+    uri = str(tmp_path_factory.mktemp("smoke-data"))
+    ensure_synthetic(apply_overrides(load_preset("smoke"), {"data.uri": uri}), progress=False)
+    return uri
+
+
+def smoke_cfg(data_uri: str, storage: str, name: str = "run", **overrides):
+    base = {"data.uri": data_uri, "run.storage_path": storage, "run.name": name}
+    base.update(overrides)
+    return apply_overrides(load_preset("smoke"), base)
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_smoke_trains_both_phases_in_local_mode(ray_session, smoke_data, tmp_path):
+    from diod_ray.train import run
+
+    cfg = smoke_cfg(smoke_data, str(tmp_path / "runs"))
+    summary = run(cfg, progress=False)
+    for phase in ("burn_in", "final"):
+        assert set(summary[phase]) >= {"fg_ari", "all_ari", "f1", "static_recall", "moving_recall"}
+    run_dir = Path(summary["run_dir"])
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    state = load_state(summary["checkpoint"])
+    total = (
+        cfg.schedule.burn_in_epochs + cfg.schedule.distill_epochs
+    ) * cfg.schedule.steps_per_epoch
+    assert state["step"] == total == summary["steps"] and state["phase"] == "distill"
+    assert state["teacher"] is not None and state["optimizer"]["state"]
+    assert len(list_run_checkpoints(str(run_dir))) <= cfg.run.num_to_keep
+    # TensorBoard: an event file that TensorBoard's own reader parses, with losses and images
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    for tag in (
+        "loss/total",
+        "lr",
+        "stats/candidates_kept",
+        "stats/motion_kept_share",
+        "perf/clips_per_s",
+        "final/f1",
+    ):
+        assert tag in tags["scalars"], tag
+    assert "slots" in tags["images"]
+
+
+def test_killed_mid_distillation_resumes_same_step_and_teacher(ray_session, smoke_data, tmp_path):
+    """A run that dies in distillation and is started again with the same (storage_path, name)
+    continues from its last checkpoint's step with that checkpoint's teacher."""
+    from diod_ray.loop import TrainState
+    from diod_ray.train import run
+
+    # burn-in = steps 0-1, distillation = steps 2-5; checkpoints at epoch ends (2, 4); fault at 5
+    cfg = smoke_cfg(
+        smoke_data,
+        str(tmp_path / "runs"),
+        "resume",
+        **{
+            "schedule.distill_epochs": 2,
+            "run.checkpoint_every_steps": 1,
+            "run.fault_injection_step": 5,
+            "run.evaluate_at_end": False,
+        },
+    )
+    with pytest.raises(Exception, match="injected fault at step 5"):
+        run(cfg, progress=False)
+    run_dir = str(tmp_path / "runs" / "resume")
+    last = list_run_checkpoints(run_dir)[-1]
+    saved = load_state(last)
+    assert saved["step"] == 4 and saved["phase"] == "distill" and saved["teacher"] is not None
+    # the loop's restore path rebuilds exactly that teacher, step and optimiser state
+    ts = TrainState(cfg, torch.device("cpu"))
+    ts.load(saved)
+    assert ts.step == 4 and ts.teacher is not None
+    assert_same_tensors(ts.teacher.state_dict()["model"], saved["teacher"]["model"])
+    assert_same_tensors(ts.student.state_dict(), saved["student"])
+
+    summary = run(cfg, progress=False)  # the same command again
+    assert summary["resumed_from_step"] == 4 and summary["steps"] == 6
+
+
+def test_burn_in_is_kept_and_distillation_branches_from_it(ray_session, smoke_data, tmp_path):
+    from diod_ray.train import run
+
+    storage = str(tmp_path / "runs")
+    burn = smoke_cfg(
+        smoke_data,
+        storage,
+        "burn",
+        **{
+            "schedule.burn_in_epochs": 2,
+            "schedule.distill_epochs": 0,
+            "schedule.keep_burn_in_epochs": [1, 2],
+            "run.evaluate_at_end": False,
+        },
+    )
+    run(burn, progress=False)
+    kept = Path(storage) / "burn" / "kept"
+    assert sorted(p.name for p in kept.iterdir()) == ["burn_in_epoch_1", "burn_in_epoch_2"]
+    k1 = load_state(kept / "burn_in_epoch_1")
+    assert k1["step"] == 2 and k1["teacher"] is None
+
+    branch = smoke_cfg(
+        smoke_data,
+        storage,
+        "branch",
+        **{
+            "schedule.burn_in_epochs": 1,
+            "schedule.distill_epochs": 1,
+            "run.init_from": str(kept / "burn_in_epoch_1"),
+        },
+    )
+    summary = run(branch, progress=False)
+    assert summary["steps"] == 4
+    assert "f1" in summary["burn_in"] and "f1" in summary["final"]
+
+
+def test_checkpoints_in_s3_resume(ray_session, smoke_data, s3_bucket):
+    from diod_ray.train import run
+
+    cfg = smoke_cfg(smoke_data, f"s3://{s3_bucket}/runs", "s3run", **{"run.evaluate_at_end": False})
+    first = run(cfg, progress=False)
+    assert first["checkpoint"].startswith(f"s3://{s3_bucket}/runs/s3run/checkpoint_step_")
+    assert load_state(first["checkpoint"])["step"] == 4
+    second = run(cfg, progress=False)
+    assert second["resumed_from_step"] == 4
+
+
+# ------------------------------------------------------------------------------------------
+# multi-process: real worker actors (slow)
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_worker_ddp_keeps_replicas_identical_and_survives_a_killed_worker(
+    ray_session, smoke_data, tmp_path
+):
+    """2 DDP workers (gloo); one worker process exits mid-distillation; max_failures=1 restarts
+    the group from the last checkpoint and the run finishes with identical replicas."""
+    from diod_ray.train import build_trainer
+
+    cfg = smoke_cfg(
+        smoke_data,
+        str(tmp_path / "runs"),
+        "ddp",
+        **{
+            "run.num_workers": 2,
+            "data.batch_size": 2,
+            "schedule.distill_epochs": 2,
+            "run.checkpoint_every_steps": 1,
+            "run.fault_injection_step": 5,
+            "run.max_failures": 1,
+            "run.evaluate_at_end": False,
+        },
+    )
+    result = build_trainer(cfg).fit()
+    assert result.error is None
+    assert result.metrics["step"] == 6
+    assert result.metrics["resumed_from_step"] == 4
+    assert result.metrics["ddp/max_param_diff"] == 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_job_submit_runs_the_smoke_preset(smoke_data, tmp_path):
+    """`ray job submit -- python -m diod_ray.train` against a real local cluster (ray start)."""
+    ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    gcs, dash = _free_port(), _free_port()
+    temp = f"/tmp/ray-job-{os.getpid()}"
+    subprocess.run(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            f"--port={gcs}",
+            f"--dashboard-port={dash}",
+            "--dashboard-host=127.0.0.1",
+            "--num-cpus=2",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        out = subprocess.run(
+            [
+                ray_bin,
+                "job",
+                "submit",
+                f"--address=http://127.0.0.1:{dash}",
+                "--",
+                sys.executable,
+                "-m",
+                "diod_ray.train",
+                "--preset",
+                "smoke",
+                "--set",
+                f"data.uri={smoke_data}",
+                f"run.storage_path={tmp_path / 'runs'}",
+                "run.name=job",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            cwd=REPO,
+        )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        final = [line for line in out.stdout.splitlines() if line.startswith('{"run": "job"')]
+        assert final, out.stdout[-3000:]
+        summary = json.loads(final[-1])
+        assert "f1" in summary["final"] and summary["steps"] == 4
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
