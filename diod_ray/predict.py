@@ -1,0 +1,245 @@
+"""Objects of your own video:
+
+    python -m diod_ray.predict INPUT --checkpoint URI --out DIR [--clip-len T] [--reset-per-clip]
+        [--overwrite] [--device auto|cpu|cuda] [--weights student|teacher] [--fps F]
+        [--mask-size input|model]
+
+INPUT is an .mp4 (or any video OpenCV reads) or a folder of frames. The frames are resized to the
+checkpoint's input size (``data.height x data.width``) and run through the model in clips of T
+frames (default ``data.clip_len``). Slot and ConvGRU state carry over from one clip to the next
+(``model(video, state=previous.state)``), so slot ids stay consistent over the whole video;
+``--reset-per-clip`` starts every clip fresh instead (the reference's protocol).
+
+DIR receives:
+- ``masks/frame_000000.png`` ...: per-frame instance ids (uint8, or uint16 beyond 255 slots;
+  0 = background slot, slot k -> k + 1), nearest-upsampled from the attention grid to the input
+  video's size (``--mask-size model``: the model's input size);
+- ``overlay.mp4``: the video with each slot in its own colour (background transparent);
+- ``contact_sheet.png``: evenly spaced frames with their overlays, ids and W_fg;
+- ``summary.json``: what ran (also printed on stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diod_ray.evaluate import json_safe, load_for_inference, resolve_device, slot_labels
+
+CONTACT_FRAMES = 8
+OUTPUT_FILES = ("overlay.mp4", "contact_sheet.png", "summary.json")
+
+
+def prepare_frames(frames: np.ndarray, height: int, width: int, colour_order: str) -> torch.Tensor:
+    """uint8 RGB [N,H0,W0,3] -> float32 [N,3,height,width] normalised like the data pipeline
+    ((x/255 - 0.5) / 0.5, see ``diod_ray.data.pipeline.normalise_frames``), channels in the
+    configured order."""
+    from diod_ray.data.augment import resize_frames
+
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 RGB frames [N,H,W,3], got {frames.dtype} {frames.shape}")
+    if frames.shape[1:3] != (height, width):
+        frames = resize_frames(frames, height, width, nearest=False)
+    if colour_order == "bgr":
+        frames = frames[..., ::-1]
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+@torch.inference_mode()
+def predict_video(
+    model: torch.nn.Module,
+    video: torch.Tensor,
+    clip_len: int,
+    carry_state: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slot ids and W_fg of a whole video [N,3,H,W] (normalised), clip by clip.
+
+    Returns (ids int64 [N,h,w] with background 0 and slot k -> k + 1, fg float32 [N,h,w]) on the CPU.
+    With ``carry_state`` each clip starts from the previous clip's final slots and ConvGRU state."""
+    if clip_len < 1:
+        raise ValueError(f"clip length must be >= 1, got {clip_len}")
+    device = next(model.parameters()).device
+    bg = int(model.bg_index)
+    ids, fgs = [], []
+    state = None
+    for s in range(0, video.shape[0], clip_len):
+        clip = video[s : s + clip_len].unsqueeze(0).to(device)  # [1,t,3,H,W]
+        out = model(clip, state=state if carry_state else None)
+        state = out.state
+        ids.append(slot_labels(out.attn.float(), bg)[0].cpu())  # [t,h,w]
+        fgs.append(out.fg[0].float().cpu())
+    return torch.cat(ids), torch.cat(fgs)
+
+
+def _upsample_ids(ids: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """[N,h,w] -> [N,H,W] nearest (same rule as diod_ray.metrics.downsample_nearest)."""
+    H, W = hw
+    h, w = ids.shape[-2:]
+    rows = (np.arange(H) * h) // H
+    cols = (np.arange(W) * w) // W
+    return ids[:, rows][:, :, cols]
+
+
+def _input_fps(path: str) -> float:
+    """The frame rate of a video file (10 for a folder of frames or when unknown)."""
+    if os.path.isdir(path):
+        return 10.0
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    cap.release()
+    return float(fps) if fps and 0 < fps < 1000 else 10.0
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty existing DIR unless --overwrite (checked before any work)."""
+    if out.exists():
+        if not out.is_dir():
+            raise SystemExit(f"error: --out {out} exists and is not a directory")
+        if any(out.iterdir()) and not overwrite:
+            raise SystemExit(f"error: --out {out} is not empty (use --overwrite to replace it)")
+
+
+def _clear_outputs(out: Path) -> None:
+    """Remove only what this command writes (after the model ran); other files stay."""
+    if (out / "masks").is_dir():
+        shutil.rmtree(out / "masks")
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m diod_ray.predict",
+        description="Segment the objects of a video (.mp4 or a folder of frames) with a checkpoint.",
+    )
+    p.add_argument("input", help="an .mp4 file or a folder of frames (sorted by name)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (local or s3://)")
+    p.add_argument("--out", required=True, help="output directory (must be empty or new)")
+    p.add_argument(
+        "--clip-len", type=int, default=None, help="frames per clip (default data.clip_len)"
+    )
+    p.add_argument(
+        "--reset-per-clip",
+        action="store_true",
+        help="start every clip from a fresh state (default: carry slots + ConvGRU state over)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--weights", choices=("student", "teacher"), default=None)
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frame rate of overlay.mp4 (default: the input's, or 10)",
+    )
+    p.add_argument(
+        "--mask-size",
+        choices=("input", "model"),
+        default="input",
+        help="size of the mask PNGs and overlay: the input video's or the model's input size",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.clip_len is not None and args.clip_len < 1:
+        raise SystemExit("error: --clip-len must be >= 1")
+    if not os.path.exists(args.input):
+        raise SystemExit(f"error: input {args.input} does not exist")
+    out = Path(args.out)
+    _check_out_dir(out, args.overwrite)
+    device = resolve_device(args.device)
+
+    from diod_ray.checkpoint import CheckpointError
+    from diod_ray.data.video_io import read_frames, write_video
+    from diod_ray.viz import contact_sheet, example_grid, slot_overlay, write_png
+
+    try:
+        model, cfg, which = load_for_inference(args.checkpoint, args.weights, device)
+    except CheckpointError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    model.eval()
+    try:
+        frames = read_frames(args.input)  # uint8 RGB [N,H0,W0,3]
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: cannot read {args.input}: {exc}") from None
+    if len(frames) == 0:
+        raise SystemExit(f"error: {args.input} holds no frames")
+    clip_len = args.clip_len or cfg.data.clip_len
+    t0 = time.perf_counter()
+    video = prepare_frames(frames, cfg.data.height, cfg.data.width, cfg.data.colour_order)
+    ids_t, fg_t = predict_video(model, video, clip_len, carry_state=not args.reset_per_clip)
+    seconds = time.perf_counter() - t0
+    ids = ids_t.numpy()
+
+    # -- outputs ----------------------------------------------------------------------------
+    _clear_outputs(out)
+    if args.mask_size == "input":
+        shown = frames
+    else:
+        from diod_ray.data.augment import resize_frames
+
+        shown = resize_frames(frames, cfg.data.height, cfg.data.width, nearest=False)
+    hw = shown.shape[1:3]
+    dtype = np.uint8 if model.num_slots <= 255 else np.uint16
+    overlays = np.empty_like(shown)
+    for i in range(len(ids)):
+        full = _upsample_ids(ids[i : i + 1], hw)
+        write_png(out / "masks" / f"frame_{i:06d}.png", full[0].astype(dtype))
+        overlays[i] = slot_overlay(shown[i : i + 1], full)[0]
+    write_video(out / "overlay.mp4", overlays, args.fps or _input_fps(args.input))
+
+    pick = np.unique(
+        np.linspace(0, len(ids) - 1, min(CONTACT_FRAMES, len(ids))).round().astype(int)
+    )
+    grids = [
+        example_grid(
+            shown[i : i + 1], slots=ids[i : i + 1], fg=fg_t[i : i + 1].numpy(), titles=False
+        )
+        for i in pick
+    ]
+    write_png(out / "contact_sheet.png", contact_sheet(np.stack(grids), columns=4))
+
+    used = np.unique(ids)
+    summary = {
+        "input": str(args.input),
+        "checkpoint": args.checkpoint,
+        "weights": which,
+        "frames": int(len(ids)),
+        "input_size": list(frames.shape[1:3]),
+        "model_size": [cfg.data.height, cfg.data.width],
+        "grid": list(ids.shape[1:]),
+        "mask_size": list(hw),
+        "mask_dtype": np.dtype(dtype).name,
+        "clip_len": clip_len,
+        "clips": -(-len(ids) // clip_len),
+        "carry_state": not args.reset_per_clip,
+        "slots_used": [int(u) for u in used if u > 0],
+        "device": str(device),
+        "seconds_model": round(seconds, 3),
+        "out": str(out),
+        "masks": str(out / "masks"),
+        "overlay": str(out / "overlay.mp4"),
+        "contact_sheet": str(out / "contact_sheet.png"),
+    }
+    text = json.dumps(json_safe(summary))
+    (out / "summary.json").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
