@@ -1,0 +1,282 @@
+"""Sweeps: plans and reuse accounting, ASHA grace period, resources, reports (fast), and one
+end-to-end Tune + Train sweep on the smoke preset that is interrupted and resumed (slow)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import pytest
+
+from diod_ray.config import load_preset
+from diod_ray.sweep_plan import (
+    PlanError,
+    ablation_plan,
+    alpha_burnin_plan,
+    asha_grace_period,
+    asha_max_t,
+    max_concurrent_trials,
+    threshold_plan,
+    trial_resources,
+)
+from diod_ray.sweep_report import load_sweep, write_report
+
+SWEEPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sweeps")
+
+
+def _script(name: str):
+    """Import sweeps/<name>.py (a script folder, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        f"sweeps_{name}", os.path.join(SWEEPS, f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# plans (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_alpha_burnin_plan_trains_one_burn_in_per_alpha():
+    plan = alpha_burnin_plan([0.2, 0.3, 0.4], [200, 300, 400], 500, [0])
+    burn, distill = plan.stages
+    assert burn.num_trials == 3 and burn.fixed["schedule.burn_in_epochs"] == 400
+    assert burn.fixed["schedule.keep_burn_in_epochs"] == [200, 300, 400]
+    assert burn.fixed["schedule.distill_epochs"] == 0
+    assert distill.num_trials == 9 and distill.branch_key == ["objectives.alpha", "run.seed"]
+    # 3 x 400 burn-in epochs instead of 3 x (200 + 300 + 400)
+    assert (plan.burn_in_epochs, plan.naive_burn_in_epochs) == (1200, 2700)
+    assert plan.distill_epochs == plan.naive_distill_epochs == 9 * 500
+    assert plan.epochs_saved == 1500
+
+
+def test_ablation_and_threshold_plans_share_one_burn_in():
+    plan = ablation_plan(400, 500, [0, 1])
+    assert plan.stages[0].num_trials == 2 and plan.stages[1].num_trials == 8
+    assert plan.epochs_saved == 8 * 400 - 2 * 400
+    t = threshold_plan(400, 500, trials=10, search_alpha=False, search_ema=True)
+    assert [s.name for s in t.stages] == ["burn_in", "search"] and t.stages[1].num_trials == 10
+    assert t.epochs_saved == 9 * 400
+    full = threshold_plan(400, 500, trials=10, search_alpha=True, search_ema=False)
+    assert [s.name for s in full.stages] == ["search"] and full.epochs_saved == 0
+    with pytest.raises(PlanError, match="--burn-in"):
+        alpha_burnin_plan([0.3], [0], 5, [0])
+    with pytest.raises(PlanError, match="--variants"):
+        ablation_plan(4, 3, [0], ["nope"])
+
+
+@pytest.mark.parametrize("burn_in,distill", [(400, 500), (3, 4), (1, 1), (10, 0), (2, 3)])
+def test_asha_grace_period_lies_past_burn_in(burn_in, distill):
+    cfg = load_preset("tri-pd")
+    cfg.schedule.burn_in_epochs, cfg.schedule.distill_epochs = burn_in, distill
+    grace = asha_grace_period(cfg)
+    assert grace > burn_in  # no trial is judged before distillation has run
+    assert grace <= max(asha_max_t(cfg), burn_in + 1)
+    if (burn_in, distill) == (400, 500):
+        assert grace == 525
+
+
+def test_concurrency_from_cluster_resources():
+    cfg = load_preset("tri-pd")  # 8 GPU workers per run
+    res = trial_resources(cfg)
+    assert res.total["GPU"] == 8
+    assert max_concurrent_trials({"CPU": 128, "GPU": 16}, res.total) == 2
+    with pytest.raises(PlanError, match="cluster has"):
+        max_concurrent_trials({"CPU": 128, "GPU": 4}, res.total)
+    local = trial_resources(load_preset("smoke"), cpus_per_trial=2)
+    assert local.bundles == [{"CPU": 0.1}] and local.total["CPU"] == 2
+    assert max_concurrent_trials({"CPU": 2, "GPU": 0}, local.total) == 1
+    assert max_concurrent_trials({"CPU": 16, "GPU": 0}, local.total) == 8
+
+
+def test_dry_run_prints_the_reuse_and_starts_nothing(capsys, tmp_path):
+    import ray
+
+    alpha_burnin = _script("alpha_burnin")
+
+    rc = alpha_burnin.main(
+        [
+            "--dry-run",
+            "--preset",
+            "smoke",
+            "--storage",
+            str(tmp_path),
+            "--burn-in",
+            "200",
+            "300",
+            "--distill",
+            "500",
+            "--seconds-per-epoch",
+            "36",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0 and not ray.is_initialized()
+    summary = json.loads(out[: out.rindex("}") + 1])
+    assert summary["stages"][0]["trials"] == 3 and summary["stages"][1]["trials"] == 6
+    assert summary["epochs"]["saved"] == 3 * 200
+    assert summary["estimate"]["saved_CPU_hours"] == pytest.approx(600 * 36 * 2 / 3600)
+    assert "saves 600 epochs" in out
+    assert not os.listdir(tmp_path)  # nothing written
+
+
+# ---------------------------------------------------------------------------------------------
+# reports from a hand-made results.json (no Ray)
+# ---------------------------------------------------------------------------------------------
+
+
+def _trial(tid, params, burn_f1, final_f1, seconds=100.0, status="TERMINATED"):
+    m = {"epoch": 3, "time_total_s": seconds}
+    for phase, f1 in (("burn_in", burn_f1), ("final", final_f1)):
+        if f1 is not None:
+            m.update(
+                {
+                    f"{phase}/f1": f1,
+                    f"{phase}/fg_ari": 0.5,
+                    f"{phase}/all_ari": 0.6,
+                    f"{phase}/static_recall": 0.25,
+                    f"{phase}/moving_recall": 0.75,
+                    f"{phase}/seconds": 10.0,
+                }
+            )
+    return {
+        "trial_id": tid,
+        "status": status,
+        "error": None,
+        "params": params,
+        "metrics": m,
+        "train_run": f"/runs/{tid}",
+        "time_total_s": seconds,
+        "epochs_trained": 2,
+    }
+
+
+def test_report_regenerates_from_stored_results(tmp_path):
+    from diod_ray.sweep_report import write_json
+
+    plan = alpha_burnin_plan([0.2, 0.3], [1, 2], 2, [0])
+    root = str(tmp_path / "sw")
+    write_json(
+        f"{root}/sweep.json",
+        {
+            "kind": "alpha_burnin",
+            "name": "sw",
+            "preset": "smoke",
+            "overrides": {},
+            "plan": plan.to_dict(),
+            "resources": {"device": "CPU", "per_trial": {"CPU": 2.0}},
+        },
+    )
+    burn = [
+        _trial(f"b{i}", {"objectives.alpha": a, "run.seed": 0}, 0.1, 0.1, seconds=50.0)
+        for i, a in enumerate((0.2, 0.3))
+    ]
+    dist = [
+        _trial(
+            f"d{a}{e}",
+            {"objectives.alpha": a, "schedule.burn_in_epochs": e, "run.seed": 0},
+            0.169,
+            0.354 if a == 0.3 else None,
+        )
+        for a in (0.2, 0.3)
+        for e in (1, 2)
+    ]
+    write_json(f"{root}/burn_in/results.json", {"trials": burn, "complete": True})
+    write_json(f"{root}/distill/results.json", {"trials": dist, "complete": True})
+
+    report = _script("report")
+
+    assert report.main([root]) == 0
+    table = open(f"{root}/table.md").read()
+    assert "| 0.3 | 16.9 → 35.4 | 16.9 → 35.4 |" in table
+    assert "| 0.2 | 16.9 → – | 16.9 → – |" in table
+    assert "16.9 → 35.4" in table and "**2 epochs saved**" in table
+    # (50 s - 10 s of evaluation) / 2 epochs = 20 s per burn-in epoch
+    assert "measured 20.00 s per burn-in epoch" in table
+    rows = open(f"{root}/trials.csv").read().strip().splitlines()
+    assert len(rows) == 1 + 6 and "param:objectives.alpha" in rows[0]
+    assert open(f"{root}/alpha_burnin.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    meta, stages = load_sweep(root)
+    assert set(stages) == {"burn_in", "distill"}
+
+
+def test_ablation_report_lays_out_table_4ab(tmp_path):
+    from diod_ray.sweep_report import write_json
+
+    plan = ablation_plan(2, 2, [0])
+    root = str(tmp_path / "ab")
+    write_json(
+        f"{root}/sweep.json",
+        {"kind": "ablations", "name": "ab", "preset": "smoke", "plan": plan.to_dict()},
+    )
+    f1 = {"final": 0.354, "one_to_one": 0.302, "no_motion_masks": 0.178, "offline": 0.263}
+    trials = [_trial(v, {"_variant": v, "run.seed": 0}, 0.169, f1[v]) for v in f1]
+    write_json(f"{root}/variants/results.json", {"trials": trials})
+    out = write_report(root)
+    table = open(out["table"]).read()
+    assert "| one-to-one connection | 30.2 | 30.2 |" in table
+    assert "| end of burn-in | 16.9 | 16.9 |" in table
+    assert "| offline pseudo-labelling | 26.3 | 26.3 |" in table
+    assert open(out["plot"], "rb").read(4) == b"\x89PNG"
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: Tune + Train on the smoke preset, interrupted and resumed (slow)
+# ---------------------------------------------------------------------------------------------
+
+
+def _event_files(run_dir: str) -> int:
+    return len(glob.glob(os.path.join(run_dir, "tensorboard", "events.out.tfevents.*")))
+
+
+@pytest.mark.slow
+def test_alpha_burnin_sweep_runs_interrupts_and_resumes(ray_session, tmp_path):
+    alpha_burnin = _script("alpha_burnin")
+
+    args = [
+        "--preset",
+        "smoke",
+        "--alphas",
+        "0.2",
+        "0.3",
+        "--burn-in",
+        "1",
+        "2",
+        "--distill",
+        "1",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "grid",
+    ]
+    root = tmp_path / "grid"
+    # 1. interrupted (as by Ctrl+C) after the first burn-in trial finished
+    assert alpha_burnin.main(args + ["--stop-after-trials", "1"]) == 3
+    first = json.loads((root / "burn_in" / "results.json").read_text())
+    done = [t for t in first["trials"] if t["status"] == "TERMINATED"]
+    assert len(done) == 1 and not first["complete"]
+    done_run = done[0]["train_run"]
+    kept = os.path.join(done_run, "kept", "burn_in_epoch_1", "state.pt")
+    mtime = os.path.getmtime(kept)
+    # 2. the same command resumes: the finished trial is not trained again
+    assert alpha_burnin.main(args) == 0
+    burn = json.loads((root / "burn_in" / "results.json").read_text())
+    assert burn["complete"] and len(burn["trials"]) == 2
+    assert os.path.getmtime(kept) == mtime and _event_files(done_run) == 1
+    dist = json.loads((root / "distill" / "results.json").read_text())
+    assert dist["complete"] and len(dist["trials"]) == 4
+    for t in dist["trials"]:
+        m = t["metrics"]
+        assert "burn_in/f1" in m and "final/f1" in m
+        assert m["epoch"] == t["params"]["schedule.burn_in_epochs"] + 1  # branched, then 1 epoch
+    # each (alpha, E) branch started from its alpha's kept checkpoint of epoch E
+    assert {os.path.basename(t["train_run"]).split("-")[0] for t in dist["trials"]} == {"distill"}
+    table = (root / "table.md").read_text()
+    assert "| 0.2 |" in table and "| 0.3 |" in table and "not run" not in table
+    assert len((root / "trials.csv").read_text().strip().splitlines()) == 1 + 6
+    assert (root / "alpha_burnin.png").read_bytes()[:4] == b"\x89PNG"
