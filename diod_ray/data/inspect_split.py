@@ -1,0 +1,80 @@
+"""Summaries of a shard URI: sizes, objects per clip, and motion-mask quality against GT."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from diod_ray.data.shards import iter_clips, list_splits, read_manifest
+
+if TYPE_CHECKING:
+    from diod_ray.config import DataConfig
+
+
+def _stats(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "min": None, "max": None}
+    a = np.asarray(values, dtype=float)
+    return {"mean": round(float(a.mean()), 3), "min": float(a.min()), "max": float(a.max())}
+
+
+def _clean(d: dict) -> dict:
+    """NaN -> None so the summary is valid JSON."""
+    return {
+        k: (
+            None
+            if isinstance(v, float) and math.isnan(v)
+            else (round(v, 4) if isinstance(v, float) else v)
+        )
+        for k, v in d.items()
+    }
+
+
+def inspect_split(
+    uri: str, split: str, data_cfg: DataConfig | None = None, limit: int | None = None
+) -> dict:
+    """Clips, T/H/W, GT objects per clip, motion segments per frame and, where GT and moving
+    flags exist, :class:`~diod_ray.data.mask_quality.MaskQuality` of the motion masks."""
+    from diod_ray.data.mask_quality import MaskQuality
+
+    manifest = read_manifest(uri, split, data_cfg)
+    quality = MaskQuality(min_gt_pixels=data_cfg.min_mask_pixels if data_cfg else 1)
+    objects, segments, moving_objects = [], [], []
+    seen = with_moving = 0
+    for clip in iter_clips(uri, split, data_cfg, limit=limit):
+        seen += 1
+        segments.extend(len(np.unique(m[m > 0])) for m in clip.motion)
+        if clip.gt is not None:
+            ids = np.unique(clip.gt)
+            objects.append(int((ids > 0).sum()))
+            if clip.gt_moving is not None:
+                with_moving += 1
+                moving_objects.append(int(clip.gt_moving[:, 1:].any(axis=0).sum()))
+                quality.update(clip.gt, clip.gt_moving, clip.motion)
+    out = {
+        "clips": int(manifest["clips"]),
+        "clips_inspected": seen,
+        "T": manifest["num_frames"],
+        "H": manifest["height"],
+        "W": manifest["width"],
+        "has_gt": bool(manifest.get("has_gt")),
+        "sources": manifest.get("sources", []),
+        "files": len(manifest["files"]),
+        "motion_segments_per_frame": _stats(segments),
+    }
+    if objects:
+        out["objects_per_clip"] = _stats(objects)
+    if moving_objects:
+        out["moving_objects_per_clip"] = _stats(moving_objects)
+    if with_moving:
+        out["mask_quality"] = _clean(quality.summary())
+    return out
+
+
+def inspect_uri(
+    uri: str, split: str | None = None, data_cfg: DataConfig | None = None, limit: int | None = None
+) -> dict:
+    splits = [split] if split else list_splits(uri, data_cfg)
+    return {"uri": uri, "splits": {s: inspect_split(uri, s, data_cfg, limit) for s in splits}}

@@ -1,0 +1,202 @@
+"""Storage is a URI: a local path (``~`` expanded, optional ``file://``) or ``s3://bucket/prefix``.
+
+S3 endpoint and region come from ``data.s3_endpoint_url`` / ``data.s3_region`` or the standard AWS
+environment variables (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``,
+``AWS_DEFAULT_REGION``). Credentials are never configured here: pyarrow's S3 client takes them
+from the AWS default chain (environment, profile, instance role).
+
+pyarrow's ``S3FileSystem()`` ignores ``AWS_ENDPOINT_URL``, so the endpoint is always passed
+explicitly as ``endpoint_override``.
+
+Atomic writes: :func:`atomic_write_bytes` writes to a temporary name and moves it into place
+(local: ``os.replace``); on S3 an object written in one PUT / completed multipart upload is only
+visible once complete, so it is written directly under its final key. Whole splits are made
+atomic one level up (see ``shards.py``: temporary prefix, then a manifest written last).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.fs as pafs
+
+from diod_ray.data.errors import DataError, StorageError
+
+if TYPE_CHECKING:
+    from diod_ray.config import DataConfig
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def s3_endpoint(data_cfg: DataConfig | None = None) -> str:
+    """The S3 endpoint URL: config first, then AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL ("" = AWS)."""
+    if data_cfg is not None and data_cfg.s3_endpoint_url:
+        return data_cfg.s3_endpoint_url
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+
+
+def s3_region(data_cfg: DataConfig | None = None) -> str:
+    if data_cfg is not None and data_cfg.s3_region:
+        return data_cfg.s3_region
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+
+
+def _s3_filesystem(data_cfg: DataConfig | None) -> pafs.S3FileSystem:
+    kwargs: dict[str, Any] = {
+        "connect_timeout": 5.0,
+        "request_timeout": 60.0,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3),
+    }
+    # keys present in this process's AWS environment travel inside the (pickled) filesystem, so
+    # Ray workers started before the variables were set, or on other nodes, sign requests the
+    # same way; without them pyarrow uses the default chain (profile, instance role) everywhere
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        kwargs["access_key"] = key
+        kwargs["secret_key"] = secret
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
+    endpoint = s3_endpoint(data_cfg)
+    region = s3_region(data_cfg)
+    if endpoint:
+        scheme, sep, rest = endpoint.partition("://")
+        if sep:
+            kwargs["scheme"] = scheme
+            kwargs["endpoint_override"] = rest.rstrip("/")
+        else:
+            kwargs["endpoint_override"] = endpoint.rstrip("/")
+        # S3-compatible servers (MinIO, moto, Ceph) rarely care, but the signer needs a region
+        kwargs["region"] = region or "us-east-1"
+    elif region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
+
+
+def filesystem_for(uri: str, data_cfg: DataConfig | None = None) -> tuple[pafs.FileSystem, str]:
+    """``(filesystem, path)`` for a storage URI; the path is what the filesystem expects.
+
+    ``s3://bucket/prefix`` -> ``(S3FileSystem, "bucket/prefix")``; anything else is a local path
+    (``~`` expanded, made absolute) -> ``(LocalFileSystem, "/abs/path")``.
+    """
+    if not uri:
+        raise DataError("empty storage URI", expected="a local path or s3://bucket/prefix")
+    if is_s3(uri):
+        raw = uri[len("s3://") :]
+        path = raw.strip("/")
+        if not path or raw.startswith("/"):
+            raise DataError("no bucket in S3 URI", uri=uri, expected="s3://bucket/prefix")
+        return _s3_filesystem(data_cfg), path
+    if "://" in uri and not uri.startswith("file://"):
+        scheme = uri.split("://", 1)[0]
+        raise DataError(
+            f"unsupported storage scheme {scheme!r}", uri=uri, expected="a local path or s3://"
+        )
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def join(base: str, *parts: str) -> str:
+    """Join a URI or filesystem path with sub-paths using ``/``."""
+    return posixpath.join(base.rstrip("/"), *parts)
+
+
+def uri_join(uri: str, *parts: str) -> str:
+    return join(uri.rstrip("/"), *parts)
+
+
+def _explain(exc: BaseException) -> str:
+    text = str(exc)
+    low = text.lower().replace("_", "")
+    if "nosuchbucket" in low or "bucket does not exist" in low:
+        return f"the bucket does not exist ({text})"
+    denied = ("accessdenied", "access denied", "invalidaccesskeyid", "forbidden", "signature")
+    if any(d in low for d in denied):
+        return f"access denied: check the AWS credentials in the environment or profile ({text})"
+    if (
+        "curl" in low
+        or "connect" in low
+        or "resolve" in low
+        or "timeout" in low
+        or "timed out" in low
+    ):
+        return f"cannot reach the S3 endpoint ({text})"
+    return text
+
+
+@contextlib.contextmanager
+def storage_errors(uri: str, file: str | None = None, what: str = "") -> Iterator[None]:
+    """Turn filesystem / network errors into one :class:`StorageError` naming the URI and file."""
+    try:
+        yield
+    except DataError:
+        raise
+    except FileNotFoundError as exc:
+        raise StorageError(
+            f"{what + ': ' if what else ''}not found ({exc})", uri=uri, file=file
+        ) from exc
+    except (OSError, ValueError) as exc:
+        endpoint = ""
+        if is_s3(uri):
+            endpoint = f" [endpoint {s3_endpoint() or 'AWS default'}]"
+        raise StorageError(
+            f"{what + ': ' if what else ''}{_explain(exc)}{endpoint}", uri=uri, file=file
+        ) from exc
+
+
+def check_bucket(fs: pafs.FileSystem, path: str, uri: str) -> None:
+    """For S3, fail early and clearly when the bucket is missing or the endpoint unreachable."""
+    if not isinstance(fs, pafs.S3FileSystem):
+        return
+    bucket = path.split("/")[0]
+    with storage_errors(uri, what=f"checking bucket {bucket!r}"):
+        info = fs.get_file_info(bucket)
+    if info.type == pafs.FileType.NotFound:
+        raise StorageError(
+            f"the bucket {bucket!r} does not exist", uri=uri, expected="an existing bucket"
+        )
+
+
+def exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_bytes(fs: pafs.FileSystem, path: str, uri: str) -> bytes:
+    with storage_errors(uri, file=path, what="reading"):
+        with fs.open_input_stream(path) as f:
+            return f.read()
+
+
+def atomic_write_bytes(
+    fs: pafs.FileSystem, path: str, data: bytes, uri: str, overwrite: bool = False
+) -> None:
+    """Write ``data`` to ``path`` so readers never see a partial file; refuse to replace one
+    unless ``overwrite``. Local: temporary name + rename. S3: one PUT (atomic by S3 semantics)."""
+    with storage_errors(uri, file=path, what="writing"):
+        if not overwrite and exists(fs, path):
+            from diod_ray.data.errors import SplitExistsError
+
+            raise SplitExistsError(
+                "file exists; pass overwrite=True / --overwrite", uri=uri, file=path
+            )
+        parent = posixpath.dirname(path)
+        if isinstance(fs, pafs.LocalFileSystem):
+            fs.create_dir(parent, recursive=True)
+            tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
+            try:
+                with fs.open_output_stream(tmp) as f:
+                    f.write(data)
+                fs.move(tmp, path)
+            finally:
+                if exists(fs, tmp):
+                    fs.delete_file(tmp)
+        else:
+            with fs.open_output_stream(path) as f:
+                f.write(data)

@@ -1,0 +1,239 @@
+"""Ray Data pipeline: augmentation (plain numpy), train/eval batches, S3 reading, Ray Train shards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from diod_ray.config import AugmentConfig, load_config
+from diod_ray.data import augment, pipeline, shards
+from diod_ray.data.generate import ensure_synthetic
+
+# ------------------------------------------------------------------------------------------
+# augmentation, no Ray
+# ------------------------------------------------------------------------------------------
+
+
+def _blocks(t=3, h=24, w=48) -> tuple[np.ndarray, np.ndarray]:
+    """Frames whose red channel is 40 * the mask id (piecewise constant blocks)."""
+    mask = np.zeros((t, h, w), np.int32)
+    mask[:, :12, :16] = 1
+    mask[:, 12:, 16:40] = 2
+    mask[:, :, 40:] = 3
+    frames = np.zeros((t, h, w, 3), np.uint8)
+    frames[..., 0] = mask * 40
+    frames[..., 1] = np.arange(w)[None, None, :] * 5
+    return frames, mask
+
+
+def test_geometry_is_shared_by_frames_and_masks():
+    frames, mask = _blocks()
+    cfg = AugmentConfig(crop_p=1.0, flip_p=1.0, crop_scale_min=0.5, crop_scale_max=0.6)
+    rng = np.random.default_rng(3)
+    geom = augment.sample_geometry(rng, 24, 48, cfg)
+    assert geom.crop is not None and geom.flip
+    f = augment.apply_geometry(frames, geom, nearest=True)
+    m = augment.apply_geometry(mask, geom, nearest=True)
+    assert f.shape == frames.shape and m.shape == mask.shape
+    np.testing.assert_array_equal(f[..., 0] // 40, m)
+    # flip: the green ramp now decreases left to right
+    assert f[0, 0, 0, 1] > f[0, 0, -1, 1]
+
+
+def test_flip_only_is_an_exact_mirror():
+    frames, mask = _blocks()
+    cfg = AugmentConfig(crop_p=0.0, flip_p=1.0)
+    geom = augment.sample_geometry(np.random.default_rng(0), 24, 48, cfg)
+    np.testing.assert_array_equal(augment.apply_geometry(frames, geom, False), frames[:, :, ::-1])
+    np.testing.assert_array_equal(augment.apply_geometry(mask, geom, True), mask[:, :, ::-1])
+
+
+def test_strong_view_has_the_weak_geometry_and_one_colour_per_clip():
+    frames, mask = _blocks()
+    frames[1:] = frames[0]  # identical frames -> identical strong frames if params are per clip
+    solar = AugmentConfig(crop_p=1.0, flip_p=0.5, jitter_p=0.0, grayscale_p=0.0, solarize_p=1.0)
+    weak, strong, m = augment.augment_clip(frames, mask, solar, np.random.default_rng(1))
+    expect = np.where(weak >= 128, 255 - weak, weak)  # solarize at 0.5 of the weak view
+    assert np.abs(strong.astype(int) - expect.astype(int)).max() <= 1
+    full = AugmentConfig(jitter_p=1.0, grayscale_p=0.5, solarize_p=0.5, crop_p=1.0)
+    for seed in range(4):
+        w, s, m = augment.augment_clip(frames, mask, full, np.random.default_rng(seed))
+        assert s.dtype == np.uint8 and s.shape == frames.shape and m.shape == mask.shape
+        for t in (1, 2):
+            np.testing.assert_array_equal(s[t], s[0])
+            np.testing.assert_array_equal(m[t], m[0])
+    # colour jitter changes colours but not the mask
+    w, s, m = augment.augment_clip(frames, mask, full, np.random.default_rng(7))
+    assert set(np.unique(m)) <= {0, 1, 2, 3}
+
+
+def test_crop_box_follows_scale_and_ratio():
+    cfg = AugmentConfig(crop_scale_min=0.75, crop_scale_max=1.0, crop_ratio=2.0)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        y0, x0, h, w = augment.sample_crop_box(rng, 480, 968, cfg)
+        assert 0.7 <= h * w / (480 * 968) <= 1.0
+        assert abs(w / h - 2.0) < 0.05
+        assert y0 + h <= 480 and x0 + w <= 968
+
+
+def test_colour_jitter_matches_torchvision_brightness_and_grayscale():
+    torchvision = pytest.importorskip("torchvision.transforms.v2.functional")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    col = augment.Colour(1.3, None, None, None, (0, 1, 2, 3), grayscale=True, solarize=False)
+    ours = augment.apply_colour(x, col)
+    t = torch.from_numpy(x).permute(0, 3, 1, 2)
+    ref = torchvision.rgb_to_grayscale(torchvision.adjust_brightness(t, 1.3), 3)
+    # torchvision quantises to uint8 after each op; we round once at the end
+    assert np.abs(ours.astype(int) - ref.permute(0, 2, 3, 1).numpy().astype(int)).max() <= 2
+
+
+# ------------------------------------------------------------------------------------------
+# Ray Data
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_cfg(tmp_path_factory):
+    uri = str(tmp_path_factory.mktemp("smoke-data") / "ds")
+    cfg = load_config("smoke", sets=[f"data.uri={uri}"])
+    ensure_synthetic(cfg, progress=False)
+    return cfg
+
+
+def test_map_functions_without_ray(smoke_cfg):
+    """The map_batches UDFs on one part file: uint8 views, colour order, padding."""
+    part = shards.part_files(smoke_cfg.data.uri, "test")[0]
+    table = pq.read_table(part)
+    out = pipeline._train_map(table, smoke_cfg)
+    n = table.num_rows
+    assert out["weak"].shape == (n, 3, 32, 64, 3) and out["weak"].dtype == np.uint8
+    assert out["motion"].shape == (n, 3, 32, 64)
+    rgb = pipeline._eval_map(table, smoke_cfg, width=5)
+    bgr_cfg = load_config("smoke", sets=[f"data.uri={smoke_cfg.data.uri}", "data.colour_order=bgr"])
+    bgr = pipeline._eval_map(table, bgr_cfg, width=5)
+    np.testing.assert_array_equal(bgr["frames"], rgb["frames"][..., ::-1])
+    assert rgb["gt_moving"].shape == (n, 3, 5) and not rgb["gt_moving"][..., 0].any()
+
+
+def test_eval_batches_cover_every_clip_once(ray_session, smoke_cfg):
+    cfg = smoke_cfg
+    stored = {c.clip_id: c for c in shards.iter_clips(cfg.data.uri, "test")}
+    seen = []
+    for b in pipeline.iter_eval_batches(pipeline.eval_dataset(cfg), cfg, batch_size=3):
+        B = len(b["clip_id"])
+        assert b["frames"].shape == (B, 3, 3, 32, 64) and b["frames"].dtype == torch.float32
+        assert b["gt"].dtype == torch.int64 and b["motion"].dtype == torch.int64
+        assert b["gt_moving"].dtype == torch.bool
+        for i, cid in enumerate(b["clip_id"]):
+            c = stored[cid]
+            img = torch.from_numpy(c.frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+            torch.testing.assert_close(b["frames"][i], img)
+            np.testing.assert_array_equal(b["gt"][i].numpy(), c.gt)
+            g = c.gt_moving.shape[1]
+            np.testing.assert_array_equal(b["gt_moving"][i, :, :g].numpy(), c.gt_moving)
+            assert not b["gt_moving"][i, :, g:].any()
+        seen += b["clip_id"]
+    assert sorted(seen) == sorted(stored)
+
+
+def test_torch_trainer_local_mode_reads_its_shard(ray_session, smoke_cfg):
+    """A real TorchTrainer (local mode): get_dataset_shard + iter_train_batches, cycling."""
+    import ray
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    cfg = smoke_cfg
+    per_pass = cfg.data.synthetic.num_train_clips // cfg.data.batch_size  # 8 clips / 2 = 4
+    steps = per_pass + 1  # forces a second pass over the shard
+
+    def loop(config):
+        shard = ray.train.get_dataset_shard("train")
+        shapes, ranges, ids = [], [], set()
+        for b in pipeline.iter_train_batches(
+            shard, config["cfg"], epoch=0, steps=steps, device="cpu"
+        ):
+            shapes.append(
+                [list(b[k].shape) + [str(b[k].dtype)] for k in ("weak", "strong", "motion")]
+            )
+            ranges.append([float(b["weak"].min()), float(b["weak"].max())])
+            ids |= set(b["motion"].unique().tolist())
+        ray.train.report({"shapes": shapes, "ranges": ranges, "ids": sorted(ids)})
+
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config={"cfg": cfg},
+        scaling_config=ScalingConfig(num_workers=0),
+        datasets={"train": pipeline.train_dataset(cfg)},
+    )
+    m = trainer.fit().metrics
+    assert len(m["shapes"]) == steps
+    assert m["shapes"][0] == [
+        [2, 3, 3, 32, 64, "torch.float32"],
+        [2, 3, 3, 32, 64, "torch.float32"],
+        [2, 3, 32, 64, "torch.int64"],
+    ]
+    assert all(-1.0 <= lo and hi <= 1.0 for lo, hi in m["ranges"])
+    assert 0 in m["ids"] and max(m["ids"]) <= cfg.data.max_objects
+
+
+def test_pipeline_reads_from_s3(ray_session, smoke_cfg, s3_bucket):
+    uri = f"s3://{s3_bucket}/smoke"
+    shards.write_split(uri, "test", shards.iter_clips(smoke_cfg.data.uri, "test"))
+    cfg = load_config("smoke", sets=[f"data.uri={uri}"])
+    ids = [
+        cid
+        for b in pipeline.iter_eval_batches(pipeline.eval_dataset(cfg), cfg, 4)
+        for cid in b["clip_id"]
+    ]
+    assert sorted(ids) == sorted(c.clip_id for c in shards.iter_clips(smoke_cfg.data.uri, "test"))
+
+
+def test_too_few_clips_for_a_batch(ray_session, tmp_path):
+    from test_shards import make_clip
+
+    uri = str(tmp_path / "ds")
+    shards.write_split(uri, "train", [make_clip(0, h=32, w=64, gt=False)])
+    cfg = load_config("smoke", sets=[f"data.uri={uri}"])
+    with pytest.raises(ValueError, match="fewer clips than one batch"):
+        list(pipeline.iter_train_batches(pipeline.train_dataset(cfg), cfg, 0, 2))
+
+
+@pytest.mark.slow
+def test_two_workers_get_the_same_step_count(ray_session, smoke_cfg, tmp_path):
+    """DDP-style: 2 workers, streaming_split; every rank yields exactly `steps` batches per epoch,
+    stopping mid-pass (4 clips per worker = 2 batches per pass) and starting again without a hang."""
+    import json
+
+    import ray
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    cfg = smoke_cfg
+
+    def loop(config):
+        shard = ray.train.get_dataset_shard("train")
+        counts = []
+        for epoch in range(2):
+            n = 0
+            for b in pipeline.iter_train_batches(shard, config["cfg"], epoch, 3, "cpu"):
+                assert b["weak"].shape[0] == cfg.data.batch_size  # per worker
+                n += 1
+            counts.append(n)
+        rank = ray.train.get_context().get_world_rank()
+        with open(f"{config['out']}/rank{rank}.json", "w") as f:
+            json.dump(counts, f)
+
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config={"cfg": cfg, "out": str(tmp_path)},
+        # half a CPU per worker leaves the 2-CPU test cluster room for the Ray Data read tasks
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
+        datasets={"train": pipeline.train_dataset(cfg)},
+    )
+    trainer.fit()
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == [3, 3]
