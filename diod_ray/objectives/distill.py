@@ -1,0 +1,237 @@
+"""Teacher-student distillation objective (paper §3.3, eq. 2-5) and the ablation modes of Table 4.
+
+Two label sources supervise the student's non-background slots, each through a Hungarian matching
+(:func:`~diod_ray.objectives.matching.match_slots`, BCE log-likelihood cost):
+
+* the teacher's object candidates (§3.3.2, :mod:`~diod_ray.objectives.pseudo_labels`) kept with
+  eq. (2) score > p, trained with eq. (3) (positive weight 1 + score);
+* the fixed motion masks M filtered by the teacher's W_fg (§3.3.3): M' = masks whose eq. (2) score on
+  W_fg is > p, trained with eq. (4) (weight 1 + score); M' also replaces M in L_fg/bg (eq. 1).
+
+Eq. (5) sums the two object terms (each normalised per frame by its number of objects), L_fg/bg and
+the reconstruction MSE.
+
+Table 4 ablations, all config fields:
+
+* ``distill.connection=one_to_one``: one candidate per teacher slot (row (a)1).
+* ``distill.use_motion_masks=false`` (row (a)2, "using only the teacher's pseudo-labels"): no eq. (4)
+  term, and L_fg/bg's foreground target m_fg is the union of the kept teacher candidates instead of
+  M'. Dropping the NLL term instead would leave only alpha * mean(W_fg), which drives W_fg to zero
+  and would starve the foreground-scored pseudo-labels; the union keeps eq. (1) as it is with the
+  teacher as the only label source.
+* ``distill.offline=true`` (row (b)2): the loss is unchanged; the training loop builds the teacher
+  with :func:`diod_ray.teacher.build_teacher`, which freezes it (no EMA) at the end-of-burn-in model.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from diod_ray.objectives.bce import normalise_objects, weighted_bce
+from diod_ray.objectives.burn_in import fg_bg_loss, reconstruction_loss, squash
+from diod_ray.objectives.masks import ids_to_masks
+from diod_ray.objectives.matching import match_slots
+from diod_ray.objectives.pseudo_labels import Candidates, candidate_score, extract_candidates
+from diod_ray.objectives.result import LossResult
+
+if TYPE_CHECKING:
+    from diod_ray.config import Config
+    from diod_ray.model.diod import ModelOutput
+
+
+# ---- the equations -------------------------------------------------------------------------
+
+
+def teacher_bce_loss(matched_probs: Tensor, candidates: Tensor, scores: Tensor) -> Tensor:
+    """Eq. (3): L_BCE,t(c, W) = -1/N sum_i [(1 + score_c) c(i) log W(i) + (1 - c(i)) log(1 - W(i))].
+
+    matched_probs [N, C, P] the student slot matched to each teacher candidate (squashed),
+    candidates [N, C, P] binary, scores [N, C] eq. (2) confidences. Returns per-candidate [N, C].
+    """
+    return weighted_bce(matched_probs, candidates, 1.0 + scores)
+
+
+def motion_bce_loss(matched_probs: Tensor, motion: Tensor, scores: Tensor) -> Tensor:
+    """Eq. (4): L_BCE,s(m', W) = -1/N sum_i [(1 + score_m') m'(i) log W(i) + (1 - m'(i)) log(1 - W(i))].
+
+    matched_probs [N, O, P], motion [N, O, P] binary filtered motion masks m' in M', scores [N, O]
+    their eq. (2) confidence on the teacher's W_fg. Returns per-mask [N, O].
+    """
+    return weighted_bce(matched_probs, motion, 1.0 + scores)
+
+
+def filter_motion_masks(
+    masks: Tensor, valid: Tensor, teacher_fg: Tensor, p: float
+) -> tuple[Tensor, Tensor]:
+    """§3.3.3: score each motion mask with eq. (2) on the teacher's W_fg; M' = scores above p.
+
+    masks [B, T, O, h, w] binary, valid [B, T, O], teacher_fg [B, T, h, w].
+    Returns (kept [B, T, O] bool, scores [B, T, O] float; 0 on invalid masks).
+    """
+    scores = candidate_score(masks, teacher_fg.detach().float().unsqueeze(2))  # [B, T, O]
+    scores = torch.where(valid, scores, torch.zeros_like(scores))
+    return valid & (scores > p), scores
+
+
+def global_loss(
+    motion_per_obj: Tensor,
+    motion_used: Tensor,
+    teacher_per_obj: Tensor,
+    teacher_used: Tensor,
+    fg_bg: Tensor,
+    mse: Tensor,
+    cfg: Config,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Eq. (5): L = 1/|M'| sum L_BCE,s + 1/|C| sum L_BCE,t + L_fg/bg(m'_fg, W_fg) + L_mse.
+
+    ``*_per_obj`` [B, T, O] per-object losses and ``*_used`` [B, T, O] the matched objects. The
+    1/|M'| and 1/|C| normalisations are per frame (the number of objects varies across frames); a
+    frame without objects contributes 0 to that term. Over frames the terms are averaged with
+    ``objectives.normalisation`` (:func:`~diod_ray.objectives.bce.normalise_objects`), like burn-in:
+    "paper" = mean over the frames that have objects of that kind, "reference" = sum over frames / B.
+    Weights ``objectives.w_motion``, ``w_teacher``, ``w_recon`` are 1 in the paper (``fg_bg`` is
+    already eq. (1) with its alpha). Returns (total, normalised motion term, normalised teacher term).
+    """
+    oc = cfg.objectives
+    motion = normalise_objects(motion_per_obj, motion_used, oc.normalisation)
+    teacher = normalise_objects(teacher_per_obj, teacher_used, oc.normalisation)
+    total = oc.w_motion * motion + oc.w_teacher * teacher + fg_bg + oc.w_recon * mse
+    return total, motion, teacher
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+
+def _match_and_gather(
+    probs: Tensor, targets: Tensor, valid: Tensor, bg_index: int
+) -> tuple[Tensor, Tensor]:
+    """Hungarian match of targets [N, O, P] to the non-background slots of probs [N, K, P].
+
+    Returns the matched slot maps [N, O, P] and the slot index [N, O] (0..K-1, -1 = unmatched).
+    """
+    n, o, p = targets.shape
+    match = match_slots(probs, targets, valid, exclude_slot=bg_index)  # [N, O]
+    idx = match.clamp(min=0).unsqueeze(-1).expand(n, o, p)
+    return probs.gather(1, idx), match
+
+
+def _agreement(student_attn: Tensor, cand_masks: Tensor, match: Tensor) -> float:
+    """Mean IoU between each matched teacher candidate and its student slot's argmax region.
+
+    student_attn [N, K, P]; cand_masks [N, C, P]; match [N, C] slot index (-1 = none).
+    1.0 means the student already segments every kept candidate exactly as the teacher does.
+    """
+    used = match >= 0
+    if not bool(used.any()):
+        return 0.0
+    arg = student_attn.argmax(1)  # [N, P] slot id
+    student_mask = arg.unsqueeze(1) == match.unsqueeze(-1)  # [N, C, P]
+    cand = cand_masks > 0.5
+    inter = (student_mask & cand).sum(-1).float()
+    union = (student_mask | cand).sum(-1).float().clamp(min=1)
+    return float((inter / union)[used].mean())
+
+
+# ---- the objective -------------------------------------------------------------------------
+
+
+def distill_loss(
+    student: ModelOutput,
+    teacher: ModelOutput,
+    motion_ids: Tensor,
+    target: Tensor,
+    cfg: Config,
+    bg_index: int,
+) -> LossResult:
+    """The distillation objective, eq. (5), with the ablation modes of ``cfg.distill``.
+
+    student: the student's output on the strong view; teacher: the teacher's output on the weak view
+    (same geometry); motion_ids int [B, T, H, W] motion-mask instance ids (0 = background);
+    target [B, T, 3, H, W] the strong view the reconstruction is compared with.
+
+    stats: candidates_kept / candidates_dropped (teacher candidates above / below p, whole batch),
+    candidates_small (regions at or under the size threshold), motion_total (valid motion masks),
+    motion_kept_share (|M'| / |M|; 0 when there is no motion mask), teacher_matched (matched kept
+    candidates), teacher_student_agreement (mean IoU over matched pairs of a kept teacher candidate
+    and the student's argmax region of its matched slot; 0 when nothing is matched),
+    teacher_fg_share / student_fg_share (mean W_fg). All stats are finite floats.
+    """
+    oc, d = cfg.objectives, cfg.distill
+    b, t, k, h, w = student.attn.shape
+    n, p = b * t, h * w
+    s_attn = student.attn.reshape(n, k, p)
+    probs = squash(s_attn, oc.prob_scale, oc.prob_eps)  # [N, K, P]; matching skips bg_index
+    t_attn = teacher.attn.detach().float().reshape(n, k, h, w)
+    t_fg = teacher.fg.detach().float()  # [B, T, h, w]
+
+    # ---- teacher pseudo-labels: eq. (2) filter, matching, eq. (3) ----
+    cands: Candidates = extract_candidates(t_attn, t_fg.reshape(n, h, w), cfg, bg_index)
+    c = cands.max_kept
+    cand_masks = cands.masks_upto(c).reshape(n, c, p)  # kept candidates come first
+    cand_valid = cands.valid[:, :c]
+    cand_scores = cands.scores[:, :c]
+    cand_probs, cand_match = _match_and_gather(probs, cand_masks, cand_valid, bg_index)
+    teacher_per_obj = teacher_bce_loss(cand_probs, cand_masks, cand_scores)  # [N, C]
+    teacher_used = cand_valid & (cand_match >= 0)
+
+    # ---- motion masks: W_fg filter, matching, eq. (4), M' in eq. (1) ----
+    if d.use_motion_masks:
+        masks, valid = ids_to_masks(motion_ids, (h, w), cfg.data.max_objects)  # [B,T,O,h,w]
+        o = max(int(valid.sum(-1).max()) if valid.numel() else 0, 1)  # valid masks are a prefix
+        masks, valid = masks[:, :, :o], valid[:, :, :o]
+        kept, m_scores = filter_motion_masks(masks, valid, t_fg, d.p)
+        m_masks = masks.reshape(n, o, p)
+        m_probs, m_match = _match_and_gather(probs, m_masks, kept.reshape(n, o), bg_index)
+        motion_per_obj = motion_bce_loss(m_probs, m_masks, m_scores.reshape(n, o))
+        motion_used = kept.reshape(n, o) & (m_match >= 0)
+        m_fg = (masks * kept[..., None, None]).sum(2).clamp(max=1.0)  # [B, T, h, w] union of M'
+        motion_total = float(valid.sum())
+        motion_kept_share = float(kept.sum()) / motion_total if motion_total else 0.0
+    else:
+        # Table 4 (a) row 2: the teacher's kept candidates are the only label source
+        motion_per_obj = probs.new_zeros(n, 0)
+        motion_used = torch.zeros(n, 0, dtype=torch.bool, device=probs.device)
+        m_fg = (cand_masks * cand_valid[..., None]).sum(1).clamp(max=1.0).reshape(b, t, h, w)
+        motion_total, motion_kept_share = 0.0, 0.0
+
+    fgbg = fg_bg_loss(
+        student.fg,
+        m_fg,
+        oc.alpha,
+        w_nll=oc.w_fg_nll,
+        prob_scale=oc.prob_scale,
+        prob_eps=oc.prob_eps,
+    )
+    mse = reconstruction_loss(student.recon, target)
+    total, motion_term, teacher_term = global_loss(
+        motion_per_obj.reshape(b, t, motion_per_obj.shape[1]),
+        motion_used.reshape(b, t, motion_used.shape[1]),
+        teacher_per_obj.reshape(b, t, c),
+        teacher_used.reshape(b, t, c),
+        fgbg.total,
+        mse,
+        cfg,
+    )
+    terms = {
+        "recon": mse.detach(),
+        "motion_bce": motion_term.detach(),
+        "teacher_bce": teacher_term.detach(),
+        "fg_nll": fgbg.nll.detach(),
+        "fg_reg": fgbg.reg.detach(),
+    }
+    stats = {
+        "candidates_kept": float(cands.n_kept),
+        "candidates_dropped": float(cands.n_dropped),
+        "candidates_small": float(cands.n_small),
+        "candidates_per_frame": float(cands.n_kept) / max(n, 1),
+        "motion_total": motion_total,
+        "motion_kept_share": motion_kept_share,
+        "teacher_matched": float(teacher_used.sum()),
+        "teacher_student_agreement": _agreement(s_attn.detach(), cand_masks, cand_match),
+        "teacher_fg_share": float(t_fg.mean()),
+        "student_fg_share": float(student.fg.detach().float().mean()),
+    }
+    return LossResult(total=total, terms=terms, stats=stats)

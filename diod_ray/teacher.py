@@ -1,0 +1,150 @@
+"""EMA teacher for the teacher-student distillation (paper §3.3.1).
+
+At the end of burn-in the student is duplicated; after every optimiser step the teacher becomes
+``ema * teacher + (1 - ema) * student`` (keep rate ``distill.ema``, 0.996 in the paper). Only the
+student receives gradients: the teacher's parameters have ``requires_grad=False`` and it always runs
+under ``torch.no_grad()``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from diod_ray.config import Config
+
+BN_MODES = ("eval", "train")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP / DataParallel (``.module``) or torch.compile (``._orig_mod``)."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+class EMATeacher:
+    """The teacher: a deep copy of the student, updated as an exponential moving average.
+
+    Parameters
+    ----------
+    student: the student (plain, DDP-wrapped or compiled); copied at construction.
+    ema: keep rate (``distill.ema``): teacher = ema * teacher + (1 - ema) * student.
+    bn_mode: BatchNorm behaviour of the teacher's forward (``distill.teacher_bn``):
+
+        * ``"eval"`` (default): the whole teacher runs in eval mode, BatchNorm uses its running
+          statistics (themselves the EMA of the student's running statistics). Pseudo-labels then do
+          not depend on which clips share a batch or on the per-rank batch size under DDP (a rank of
+          a multi-GPU run may see 1-2 clips, where batch statistics are noisy), and the teacher is
+          the same function when labelling and when evaluated. This is the usual mean-teacher choice.
+        * ``"train"``: the reference's behaviour (it never calls ``.eval()``): BatchNorm normalises
+          with the teacher batch's own statistics and updates running statistics, which the next EMA
+          update then overwrites. Use it to reproduce the reference numbers.
+    frozen: offline pseudo-labelling (``distill.offline``, Table 4 (b)): the teacher stays the
+        end-of-burn-in model and :meth:`update` does nothing.
+
+    Buffers: floating buffers (BatchNorm running mean/var, fixed slot-init or grid buffers) are
+    averaged with the same keep rate as the parameters; integer buffers (``num_batches_tracked``) are
+    copied from the student. The reference averages the whole ``state_dict``, so integer buffers are
+    blended in float and truncated when copied back into the long tensor; copying is the exact
+    version of that (it only affects BatchNorm with ``momentum=None``).
+    """
+
+    def __init__(self, student: nn.Module, ema: float, bn_mode: str = "eval", frozen: bool = False):
+        if not 0.0 <= ema <= 1.0:
+            raise ValueError(f"distill.ema must lie in [0, 1], got {ema!r}")
+        if bn_mode not in BN_MODES:
+            raise ValueError(f"distill.teacher_bn must be one of {BN_MODES}, got {bn_mode!r}")
+        self.model: nn.Module = copy.deepcopy(unwrap(student))
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+            p.grad = None
+        self.ema = float(ema)
+        self.bn_mode = bn_mode
+        self.frozen = bool(frozen)
+        self.num_updates = 0
+        self._apply_bn_mode()
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def _apply_bn_mode(self) -> None:
+        self.model.train(self.bn_mode == "train")
+
+    def __call__(self, video: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        """Teacher forward (``ModelOutput``) under ``torch.no_grad()`` in the configured BN mode."""
+        self._apply_bn_mode()
+        with torch.no_grad():
+            return self.model(video, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # model attributes such as bg_index / grid_hw are read through the teacher
+        if name == "model":  # not yet set (during unpickling): avoid infinite recursion
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def to(self, *args: Any, **kwargs: Any) -> EMATeacher:
+        self.model.to(*args, **kwargs)
+        return self
+
+    # -- EMA -------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def update(self, student: nn.Module) -> None:
+        """teacher = ema * teacher + (1 - ema) * student, after each optimiser step (no-op if frozen)."""
+        if self.frozen:
+            return
+        src = unwrap(student)
+        t_params = dict(self.model.named_parameters())
+        s_params = dict(src.named_parameters())
+        if t_params.keys() != s_params.keys():
+            missing = sorted(set(t_params) ^ set(s_params))[:5]
+            raise ValueError(f"teacher and student parameters differ, e.g. {missing}")
+        teach = [t_params[k] for k in t_params]
+        stud = [s_params[k].detach() for k in t_params]
+        # lerp: t + (1 - ema) * (s - t) = ema * t + (1 - ema) * s, one fused op over all tensors
+        torch._foreach_lerp_(teach, stud, 1.0 - self.ema)
+
+        s_bufs = dict(src.named_buffers())
+        for name, tb in self.model.named_buffers():
+            if name not in s_bufs:
+                raise ValueError(f"student has no buffer {name!r} that the teacher has")
+            sb = s_bufs[name].detach()
+            if tb.is_floating_point():
+                tb.lerp_(sb.to(tb.dtype), 1.0 - self.ema)
+            else:
+                tb.copy_(sb)
+        self.num_updates += 1
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors / numbers / strings only, so it loads with ``torch.load(weights_only=True)``."""
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema,
+            "bn_mode": self.bn_mode,
+            "frozen": self.frozen,
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the weights and update count; ema / bn_mode / frozen stay as configured now."""
+        if "model" not in state:
+            raise KeyError("teacher state has no 'model' entry (not an EMATeacher.state_dict())")
+        self.model.load_state_dict(state["model"])
+        self.num_updates = int(state.get("num_updates", 0))
+
+
+def build_teacher(student: nn.Module, cfg: Config) -> EMATeacher:
+    """The teacher of a run: EMA with ``distill.ema`` / ``distill.teacher_bn``; frozen (no EMA) when
+    ``distill.offline`` (Table 4 (b): offline pseudo-labelling from the end-of-burn-in model)."""
+    d = cfg.distill
+    return EMATeacher(student, d.ema, d.teacher_bn, frozen=d.offline)
