@@ -105,6 +105,7 @@ class DataConfig:
     min_mask_pixels: int = 50
     # objects per frame after which motion masks are cut (padding size of the mask tensor)
     max_objects: int = 16
+    # clips per optimiser step in all (the paper's 8), split evenly over run.num_workers
     batch_size: int = 8
     # S3-compatible storage: endpoint and region; credentials only from the AWS environment
     s3_endpoint_url: str = ""
@@ -224,6 +225,8 @@ class RunConfig:
     name: str = "diod-synthetic"
     num_workers: int = 0
     use_gpu: bool = False
+    # CPUs reserved per Train worker; keep some free for Ray Data's read/augment tasks
+    cpus_per_worker: float = 1.0
     # "bf16" autocast on GPU (default), "fp16" autocast + GradScaler, "fp32" everywhere (CPU is fp32)
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     channels_last: bool = True
@@ -235,6 +238,10 @@ class RunConfig:
     image_every_steps: int = 200
     tensorboard: bool = True
     evaluate_at_end: bool = True
+    # every N epochs report val/<metric> on the first run.val_clips test clips (ASHA needs a
+    # quality signal per epoch); 0 = never
+    val_every_epochs: int = 0
+    val_clips: int = 16
     eval_protocol: Literal["reference", "clean"] = "clean"
     eval_batch_size: int = 8
     # checkpoint URI (directory, local or s3://) to initialise student (and teacher) from, e.g. a

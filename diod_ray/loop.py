@@ -437,6 +437,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "phase": 0 if plan.phase(ts.step - 1) == BURN_IN else 1,
             "loss": float(avg.get("loss/total", float("nan"))),
         }
+        if cfg.run.val_every_epochs > 0 and epoch_done % cfg.run.val_every_epochs == 0 and rank == 0:
+            val = prefixed("val", evaluate_in_run(ts, max_clips=cfg.run.val_clips))
+            metrics.update(val)
+            log.scalars(val, ts.step)
         if ts.step >= plan.total_steps:
             break  # the final report below carries the checkpoint
         report(ts, rank, metrics, with_checkpoint=due)
@@ -460,7 +464,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         {
             "epoch": plan.total_epochs,
             "phase": 0 if plan.distill_epochs == 0 else 1,
-            "done": 1,
+            "run_done": 1,
             "resumed_from_step": ts.resumed_from_step,
             **sync,
         },

@@ -297,6 +297,8 @@ def threshold_plan(
                 "schedule.burn_in_epochs": burn_in,
                 "schedule.distill_epochs": distill,
                 "schedule.keep_burn_in_epochs": [],
+                # ASHA's per-epoch quality signal (the loop's val/f1 on a few test clips)
+                "run.val_every_epochs": 1,
             },
             grid={},
             epochs_per_trial=distill,

@@ -35,14 +35,14 @@ METRIC_NAMES = (
 
 
 def steps_per_epoch(cfg: Config) -> int:
-    """``schedule.steps_per_epoch``, or the train split's clips over the global batch size."""
+    """``schedule.steps_per_epoch``, or the train split's clips over the global batch size
+    (``data.batch_size`` is global: one optimiser step sees that many clips in all)."""
     if cfg.schedule.steps_per_epoch > 0:
         return cfg.schedule.steps_per_epoch
     from diod_ray.data.shards import count_clips
 
     clips = count_clips(cfg.data.uri, cfg.data.train_split, cfg.data)
-    global_batch = cfg.data.batch_size * max(1, cfg.run.num_workers)
-    return max(1, clips // global_batch)
+    return max(1, clips // cfg.data.batch_size)
 
 
 def _storage(cfg: Config) -> tuple[str, Any]:
@@ -73,7 +73,9 @@ def build_trainer(cfg: Config, *, callbacks=()):
         train_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "steps_per_epoch": steps_per_epoch(cfg)},
         scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.run.num_workers, use_gpu=cfg.run.use_gpu
+            num_workers=cfg.run.num_workers,
+            use_gpu=cfg.run.use_gpu,
+            resources_per_worker={"CPU": cfg.run.cpus_per_worker},
         ),
         run_config=ray.train.RunConfig(
             name=cfg.run.name,

@@ -195,9 +195,15 @@ def eval_dataset(cfg: Config, split: str | None = None) -> ray.data.Dataset:
 
 
 def per_worker_batch_size(cfg: Config) -> int:
-    """Clips per batch on each worker: ``data.batch_size`` is per worker (the global batch is
-    ``data.batch_size * run.num_workers``, as ``diod_ray.train.steps_per_epoch`` counts it)."""
-    return max(1, cfg.data.batch_size)
+    """Clips per batch on each worker. ``data.batch_size`` is the GLOBAL batch of one optimiser
+    step (the paper's 8 clips, whatever the number of GPUs), split evenly over the workers."""
+    world = max(1, cfg.run.num_workers)
+    if cfg.data.batch_size % world:
+        raise ValueError(
+            f"data.batch_size={cfg.data.batch_size} (the global batch) must be divisible by "
+            f"run.num_workers={cfg.run.num_workers}"
+        )
+    return cfg.data.batch_size // world
 
 
 def normalise_frames(x: torch.Tensor) -> torch.Tensor:
