@@ -25,6 +25,7 @@ def ray_session():
             ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
         else:
             ray.init(
+                address="local",  # always a fresh cluster, never one left running on the box
                 num_cpus=2,
                 include_dashboard=False,
                 object_store_memory=512 * 2**20,
