@@ -482,14 +482,16 @@ def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "synt
         help=f"preset name ({', '.join(preset_names())}); default {default_preset}",
     )
     parser.add_argument("--config", default=None, help="YAML file merged over the preset")
+    add_set_argument(parser)
+
+
+def add_set_argument(
+    parser: argparse.ArgumentParser,
+    help: str = "override one dotted key, e.g. --set objectives.alpha=0.2 (repeatable)",
+) -> None:
+    """``--set KEY=VALUE [KEY=VALUE ...]``, repeatable, collected in ``args.sets``."""
     parser.add_argument(
-        "--set",
-        dest="sets",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one dotted key, e.g. --set objectives.alpha=0.2 (repeatable)",
+        "--set", dest="sets", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=help
     )
 
 

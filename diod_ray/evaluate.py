@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diod_ray.config import Config, ConfigError, apply_overrides, parse_set
+from diod_ray.config import Config, ConfigError, add_set_argument, apply_overrides, parse_set
 from diod_ray.metrics import (
     PROTOCOLS,
     REFERENCE_CLIP_LEN,
@@ -255,15 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=None, help="default run.eval_batch_size")
     p.add_argument("--weights", choices=("student", "teacher"), default=None)
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override data.* / run.* keys of the checkpoint's config",
-    )
+    add_set_argument(p, help="override data.* / run.* keys of the checkpoint's config")
     return p
 
 

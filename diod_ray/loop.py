@@ -34,18 +34,6 @@ from diod_ray.schedule import BURN_IN, DISTILL, Plan, learning_rate, make_plan
 from diod_ray.storage_paths import run_uri, upload_directory
 from diod_ray.teacher import build_teacher, unwrap
 
-EVAL_KEYS = (
-    "fg_ari",
-    "all_ari",
-    "f1",
-    "precision",
-    "recall",
-    "static_recall",
-    "moving_recall",
-    "mbo",
-)
-
-
 # ============================================================================================
 # 1. Small helpers
 # ============================================================================================
@@ -437,7 +425,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "phase": 0 if plan.phase(ts.step - 1) == BURN_IN else 1,
             "loss": float(avg.get("loss/total", float("nan"))),
         }
-        if cfg.run.val_every_epochs > 0 and epoch_done % cfg.run.val_every_epochs == 0 and rank == 0:
+        if (
+            cfg.run.val_every_epochs > 0
+            and epoch_done % cfg.run.val_every_epochs == 0
+            and rank == 0
+        ):
             val = prefixed("val", evaluate_in_run(ts, max_clips=cfg.run.val_clips))
             metrics.update(val)
             log.scalars(val, ts.step)

@@ -36,6 +36,7 @@ from ray import tune
 from diod_ray.config import (
     Config,
     ConfigError,
+    add_set_argument,
     apply_overrides,
     load_config,
     parse_set,
@@ -500,15 +501,7 @@ def sweep_parser(prog: str, description: str, default_name: str) -> argparse.Arg
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--preset", default="synthetic", help=f"preset ({', '.join(preset_names())})")
     p.add_argument("--config", default=None, help="YAML file merged over the preset")
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted override applied to every trial, e.g. --set data.batch_size=4",
-    )
+    add_set_argument(p, help="dotted override applied to every trial, e.g. --set data.batch_size=4")
     p.add_argument(
         "--storage",
         default="~/diod_ray_sweeps",
