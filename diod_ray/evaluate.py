@@ -302,13 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
 
-    import ray
-
     from diod_ray.data.errors import DataError
     from diod_ray.data.pipeline import eval_dataset, iter_eval_batches
+    from diod_ray.train import ensure_ray
 
-    if not ray.is_initialized():  # joins RAY_ADDRESS when set, else a local Ray
-        ray.init(include_dashboard=False, log_to_driver=False)
+    ensure_ray()  # joins RAY_ADDRESS when set, else a fresh local Ray
     split = args.split or cfg.data.test_split
     bs = args.batch_size or cfg.run.eval_batch_size
     sink = None

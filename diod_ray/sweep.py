@@ -316,8 +316,9 @@ def run_stage(
 
 def cluster_resources() -> dict[str, float]:
     """The cluster's CPUs and GPUs (joins RAY_ADDRESS or starts a local Ray)."""
-    if not ray.is_initialized():
-        ray.init(log_to_driver=True)
+    from diod_ray.train import ensure_ray
+
+    ensure_ray()
     res = ray.cluster_resources()
     return {"CPU": float(res.get("CPU", 0)), "GPU": float(res.get("GPU", 0))}
 

@@ -91,11 +91,17 @@ def build_trainer(cfg: Config, *, callbacks=()):
 
 
 def ensure_ray() -> None:
-    """Join the cluster named by RAY_ADDRESS (e.g. under ``ray job submit``), else start one."""
+    """Join the cluster named by RAY_ADDRESS (set by ``ray job submit``; ``RAY_ADDRESS=auto``
+    joins one started with ``ray start``), else start a fresh local Ray for this process.
+
+    Without RAY_ADDRESS, ``ray.init()`` would try the address recorded in
+    /tmp/ray/ray_current_cluster, which after a crash points at a dead cluster and hangs."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(log_to_driver=True)
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    ray.init(address=address or "local", log_to_driver=True)
 
 
 def summarise(cfg: Config, result) -> dict[str, Any]:
