@@ -150,6 +150,7 @@ def restore(ts: TrainState) -> str:
         ts.load(load_state(ts.cfg.run.init_from), weights_only=ts.cfg.run.init_weights_only)
         # a branch is a new run: its own history starts here, burn-in metrics are re-measured
         ts.metrics = {}
+        ts.resumed_from_step = -1
         return f"initialised from {ts.cfg.run.init_from} at step {ts.step}"
     return "fresh start"
 
@@ -242,6 +243,7 @@ class Logger:
         self.clips = 0
         self.t0 = time.perf_counter()
         self.data_wait = 0.0
+        self.last: dict[str, float] = {}
         if not self.enabled:
             return
         if cfg.run.tensorboard:
@@ -268,8 +270,10 @@ class Logger:
         self.phase = phase
 
     def flush(self, step: int) -> dict[str, float]:
-        if not self.enabled or self.count == 0:
+        if not self.enabled:
             return {}
+        if self.count == 0:  # nothing new since the last flush: repeat its averages
+            return self.last
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
         avg = {k: v / self.count for k, v in self.sums.items()}
         avg["perf/clips_per_s"] = self.clips / elapsed
@@ -291,6 +295,7 @@ class Logger:
                 motion_kept_share=avg.get("stats/motion_kept_share"),
                 teacher_student_agreement=avg.get("stats/teacher_student_agreement"),
             )
+        self.last = avg
         self.sums.clear()
         self.count = 0
         self.clips = 0
