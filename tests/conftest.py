@@ -85,3 +85,14 @@ def s3_bucket(s3_server):
     name = f"diod-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Smoke-sized tensors: OpenMP barriers cost more than a second thread gives on 2 busy cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -14,14 +14,7 @@ from diod_ray.config import load_preset, to_dict
 from diod_ray.evaluate import evaluate_model, main, slot_labels
 from diod_ray.model import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Smoke-sized tensors: OpenMP barriers cost more than a second thread gives on 2 busy cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

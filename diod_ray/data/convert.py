@@ -37,9 +37,9 @@ from diod_ray.data.augment import resize_frames
 from diod_ray.data.errors import SourceError
 from diod_ray.data.schema import MAX_MASK_ID, Clip
 from diod_ray.data.shards import ShardWriter
+from diod_ray.data.video_io import IMAGE_SUFFIXES, read_frames, read_image
 
 LAYOUTS = ("tri-pd", "kitti", "movi-e", "frames")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TRIPD_CAMERAS = ("camera_01", "camera_05", "camera_06", "camera_07", "camera_08", "camera_09")
 # TRI-PD preprocessing of the reference: 0.5 resize, then drop the top 128 of 608 rows
 TRIPD_SCALE = 0.5
@@ -68,13 +68,6 @@ class SourceVideo:
 
 def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def read_image(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise SourceError("unreadable image", file=str(path), expected="a .png or .jpg image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -286,7 +279,6 @@ def videos_movi(src: Path, split: str, cfg: Config) -> Iterator[SourceVideo]:
 
 
 def _frames_source(vdir: Path) -> tuple[np.ndarray, list[Path] | None]:
-    from diod_ray.data.video_io import read_frames
 
     fdir = vdir / "frames"
     if fdir.is_dir():
@@ -299,7 +291,6 @@ def _frames_source(vdir: Path) -> tuple[np.ndarray, list[Path] | None]:
 
 
 def videos_frames(src: Path, split: str, cfg: Config) -> Iterator[SourceVideo]:
-    from diod_ray.data.video_io import read_frames
 
     entries = sorted(p for p in src.iterdir() if p.is_dir() or p.suffix.lower() == ".mp4")
     if not entries:

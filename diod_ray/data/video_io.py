@@ -25,11 +25,12 @@ def read_frames(path: str | Path) -> np.ndarray:
     if p.is_dir():
         return _read_folder(p)
     if p.suffix.lower() in IMAGE_SUFFIXES:
-        return _read_image(p)[None]
+        return read_image(p)[None]
     return _read_video(p)
 
 
-def _read_image(p: Path) -> np.ndarray:
+def read_image(p: Path) -> np.ndarray:
+    """One .png/.jpg image -> uint8 [H,W,3] RGB; SourceError naming the file if unreadable."""
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if img is None:
         raise SourceError("unreadable image", file=str(p), expected="a .png or .jpg image")
@@ -44,7 +45,7 @@ def _read_folder(folder: Path) -> np.ndarray:
         )
     frames = []
     for f in files:
-        img = _read_image(f)
+        img = read_image(f)
         if frames and img.shape != frames[0].shape:
             raise SourceError(
                 f"frame size {img.shape[1]}x{img.shape[0]} differs from "
