@@ -22,7 +22,9 @@ Timed, each as best-of-repeats wall time and process CPU time:
   semantics; its kept masks are checked to equal the reference's (when the reference never ran out
   of fresh slot ids).
 * ``*_argmax_only`` / ``ours_max_only``: the per-pixel argmax over the 45 maps alone, which both
-  sides must pay (the reference ``argmax``, ours ``max`` giving value and index in one pass).
+  sides must pay (the reference ``argmax``; ours :func:`diod_ray.objectives.slot_argmax.slot_argmax`,
+  value and index in one pass: a numba loop on the CPU, ``torch.max`` on a GPU);
+  ``torch_max_only`` is ``torch.max(dim=1)`` for comparison.
 
 Usage: ``python benchmarks/pseudo_labels.py [--device cpu|cuda] [--repeats 5] [--threads N]``.
 Prints one JSON object. On a shared 2-core machine use ``--threads 1``: two torch threads stall
@@ -43,6 +45,7 @@ from scipy import ndimage
 
 from diod_ray.config import Config
 from diod_ray.objectives.pseudo_labels import extract_candidates
+from diod_ray.objectives.slot_argmax import slot_argmax
 
 # ---- workload --------------------------------------------------------------------------------
 
@@ -215,7 +218,8 @@ def main() -> None:
     t["ours_quirks_dense"], (c_quirk, m_quirk) = _time(
         lambda: ours(quirks, True), args.repeats, sync
     )
-    t["ours_max_only"], _ = _time(lambda: attn_d.max(1), args.repeats, sync)
+    t["ours_max_only"], _ = _time(lambda: slot_argmax(attn_d), args.repeats, sync)
+    t["torch_max_only"], _ = _time(lambda: attn_d.max(1), args.repeats, sync)
 
     # the quirk mode reproduces the reference: same kept masks per frame (as sets)
     ref_flat = ref_masks.reshape(n, -1, h * w)

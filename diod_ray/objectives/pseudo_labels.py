@@ -24,6 +24,7 @@ from torch import Tensor
 
 from diod_ray.config import Config
 from diod_ray.objectives.components import label_regions
+from diod_ray.objectives.slot_argmax import slot_argmax
 
 
 @dataclass
@@ -97,7 +98,7 @@ def candidate_score(masks: Tensor, source: Tensor, num: int | None = None) -> Te
 
 def _slot_map(attn: Tensor, bg_index: int, quirk_slot0: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Argmax slot per pixel [N,h,w], its attention value [N,h,w], background pixels [N,h,w]."""
-    value, slot = attn.max(dim=1)  # [N, h, w] each: one pass over the K maps
+    value, slot = slot_argmax(attn)  # [N, h, w] each: one pass over the K maps
     background = slot == bg_index
     if quirk_slot0:
         # reference quirk: slot 0's label is 0 = the background label, so its region merges with it
