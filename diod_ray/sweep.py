@@ -88,9 +88,10 @@ def trial_config(config: dict[str, Any], trial_id: str) -> Config:
     cfg = load_config(meta["preset"], meta.get("config_file"), None)
     cfg = apply_overrides(cfg, meta.get("overrides", {}))
     params = {k: v for k, v in config.items() if not k.startswith("_")}
-    if "_variant" in config:
-        params.update(meta["variants"][config["_variant"]])
     cfg = apply_overrides(cfg, params)
+    branch_epoch = cfg.schedule.burn_in_epochs  # the stage's burn-in length, before any variant
+    if "_variant" in config:  # a variant may change the schedule (the continued burn-in control)
+        cfg = apply_overrides(cfg, meta["variants"][config["_variant"]])
     extra: dict[str, Any] = {
         "run.name": f"{meta['stage']}-{trial_id}",
         "run.storage_path": meta["runs"],
@@ -99,9 +100,7 @@ def trial_config(config: dict[str, Any], trial_id: str) -> Config:
         key = branch_id(config, meta["branch_key"])
         if key not in meta["branch_runs"]:
             raise SweepError(f"no burn-in run for {meta['branch_key']}={key} in the burn_in stage")
-        extra["run.init_from"] = kept_checkpoint(
-            meta["branch_runs"][key], cfg.schedule.burn_in_epochs
-        )
+        extra["run.init_from"] = kept_checkpoint(meta["branch_runs"][key], branch_epoch)
     return apply_overrides(cfg, extra)
 
 

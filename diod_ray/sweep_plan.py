@@ -45,6 +45,10 @@ ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
     "one_to_one": {"distill.connection": "one_to_one"},
     "no_motion_masks": {"distill.use_motion_masks": False},
     "offline": {"distill.offline": True},
+    # control, not in the paper: the same branch epochs spent on more burn-in (no teacher), so a
+    # gain of DIOD over "end of burn-in" can be told apart from the gain of training longer;
+    # its schedule depends on the plan's lengths and is filled in by ablation_plan
+    "more_burn_in": {},
 }
 ABLATION_LABELS = {
     "one_to_one": "one-to-one connection",
@@ -52,6 +56,7 @@ ABLATION_LABELS = {
     "final": "DIOD (final setting)",
     "end_of_burn_in": "end of burn-in",
     "offline": "offline pseudo-labelling",
+    "more_burn_in": "more burn-in instead (control)",
 }
 
 
@@ -212,6 +217,15 @@ def alpha_burnin_plan(
     )
 
 
+def _variant_overrides(name: str, burn_in: int, distill: int) -> dict[str, Any]:
+    """The dotted overrides of one ablation variant for a plan of these lengths."""
+    if name == "more_burn_in":
+        # the branch resumes at the end of epoch `burn_in` and keeps burning in for `distill`
+        # epochs; the LR follows the global step, so it sees the same LR as the other branches
+        return {"schedule.burn_in_epochs": burn_in + distill, "schedule.distill_epochs": 0}
+    return dict(ABLATION_VARIANTS[name])
+
+
 def ablation_plan(
     burn_in: int, distill: int, seeds: list[int], variants: list[str] | None = None
 ) -> SweepPlan:
@@ -242,7 +256,7 @@ def ablation_plan(
         grid={"_variant": names, "run.seed": list(seeds)},
         epochs_per_trial=distill,
         branch_key=["run.seed"],
-        variants={n: ABLATION_VARIANTS[n] for n in names},
+        variants={n: _variant_overrides(n, burn_in, distill) for n in names},
     )
     return SweepPlan(
         kind="ablations",

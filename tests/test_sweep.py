@@ -16,6 +16,8 @@ from diod_ray.sweep_plan import (
     alpha_burnin_plan,
     asha_grace_period,
     asha_max_t,
+    branch_id,
+    kept_checkpoint,
     max_concurrent_trials,
     threshold_plan,
     trial_resources,
@@ -57,8 +59,14 @@ def test_alpha_burnin_plan_trains_one_burn_in_per_alpha():
 
 def test_ablation_and_threshold_plans_share_one_burn_in():
     plan = ablation_plan(400, 500, [0, 1])
-    assert plan.stages[0].num_trials == 2 and plan.stages[1].num_trials == 8
-    assert plan.epochs_saved == 8 * 400 - 2 * 400
+    assert plan.stages[0].num_trials == 2 and plan.stages[1].num_trials == 10
+    assert plan.epochs_saved == 10 * 400 - 2 * 400
+    # the control continues burn-in over the branch's epochs instead of distilling
+    assert plan.stages[1].variants["more_burn_in"] == {
+        "schedule.burn_in_epochs": 900,
+        "schedule.distill_epochs": 0,
+    }
+    assert plan.stages[1].variants["offline"] == {"distill.offline": True}
     t = threshold_plan(400, 500, trials=10, search_alpha=False, search_ema=True)
     assert [s.name for s in t.stages] == ["burn_in", "search"] and t.stages[1].num_trials == 10
     assert t.epochs_saved == 9 * 400
@@ -68,6 +76,27 @@ def test_ablation_and_threshold_plans_share_one_burn_in():
         alpha_burnin_plan([0.3], [0], 5, [0])
     with pytest.raises(PlanError, match="--variants"):
         ablation_plan(4, 3, [0], ["nope"])
+
+
+def test_control_branch_starts_from_the_stage_burn_in_checkpoint(tmp_path):
+    from diod_ray.sweep import trial_config
+
+    plan = ablation_plan(4, 3, [0], ["final", "more_burn_in"])
+    stage = plan.stages[1]
+    meta = {
+        "preset": "smoke",
+        "overrides": {},
+        "stage": stage.name,
+        "variants": stage.variants,
+        "branch_key": stage.branch_key,
+        "branch_runs": {branch_id({"run.seed": 0}, ["run.seed"]): str(tmp_path / "burn")},
+        "runs": str(tmp_path / "runs"),
+    }
+    for variant, burn_in, distill in (("final", 4, 3), ("more_burn_in", 7, 0)):
+        config = {**stage.fixed, "run.seed": 0, "_variant": variant, "_sweep": meta}
+        cfg = trial_config(config, f"t-{variant}")
+        assert (cfg.schedule.burn_in_epochs, cfg.schedule.distill_epochs) == (burn_in, distill)
+        assert cfg.run.init_from == kept_checkpoint(str(tmp_path / "burn"), 4)
 
 
 @pytest.mark.parametrize("burn_in,distill", [(400, 500), (3, 4), (1, 1), (10, 0), (2, 3)])
@@ -218,6 +247,7 @@ def test_ablation_report_lays_out_table_4ab(tmp_path):
         {"kind": "ablations", "name": "ab", "preset": "smoke", "plan": plan.to_dict()},
     )
     f1 = {"final": 0.354, "one_to_one": 0.302, "no_motion_masks": 0.178, "offline": 0.263}
+    f1["more_burn_in"] = 0.2
     trials = [_trial(v, {"_variant": v, "run.seed": 0}, 0.169, f1[v]) for v in f1]
     write_json(f"{root}/variants/results.json", {"trials": trials})
     out = write_report(root)
@@ -225,6 +255,8 @@ def test_ablation_report_lays_out_table_4ab(tmp_path):
     assert "| one-to-one connection | 30.2 | 30.2 |" in table
     assert "| end of burn-in | 16.9 | 16.9 |" in table
     assert "| offline pseudo-labelling | 26.3 | 26.3 |" in table
+    assert "| more burn-in instead (control) | 20.0 | – |" in table
+    assert "DIOD minus the control" in table
     assert open(out["plot"], "rb").read(4) == b"\x89PNG"
 
 

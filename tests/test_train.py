@@ -151,6 +151,23 @@ def test_burn_in_is_kept_and_distillation_branches_from_it(ray_session, smoke_da
     assert summary["steps"] == 4
     assert "f1" in summary["burn_in"] and "f1" in summary["final"]
 
+    # the ablations' control: the same branch spent on more burn-in, never creating a teacher
+    control = smoke_cfg(
+        smoke_data,
+        storage,
+        "control",
+        **{
+            "schedule.burn_in_epochs": 2,
+            "schedule.distill_epochs": 0,
+            "run.init_from": str(kept / "burn_in_epoch_1"),
+        },
+    )
+    summary = run(control, progress=False)
+    assert summary["steps"] == 4
+    assert summary["burn_in"] == summary["final"] and "f1" in summary["final"]
+    last = load_state(list_run_checkpoints(os.path.join(storage, "control"))[-1])
+    assert last["step"] == 4 and last["teacher"] is None
+
 
 def test_checkpoints_in_s3_resume(ray_session, smoke_data, s3_bucket):
     from diod_ray.train import run
