@@ -91,6 +91,34 @@ def test_kitti_train_drives_and_test_images(tmp_path):
     assert shards.validate(uri) == []
 
 
+def test_kitti_official_instance_encoding_is_decoded(tmp_path):
+    from diod_ray.data.convert import decode_kitti_instances
+
+    m = np.full((4, 6), 7 * 256, dtype=np.uint16)  # road: a stuff class, instance 0
+    m[0, :2] = 26 * 256 + 1  # car 1
+    m[1, :2] = 26 * 256 + 2  # car 2
+    m[3, 4:] = 24 * 256 + 1  # person 1: same instance number as car 1, another object
+    m[2, 5] = 23 * 256  # sky: stuff
+    ids = decode_kitti_instances(m)
+    assert ids.dtype == np.int32 and set(np.unique(ids)) == {0, 1, 2, 3}
+    assert ids[2, 5] == 0 and ids[2, 0] == 0
+    assert len({ids[0, 0], ids[1, 0], ids[3, 5]}) == 3  # three distinct objects
+    plain = np.array([[0, 1], [2, 2]], dtype=np.uint8)  # DOM's converted ids stay as they are
+    np.testing.assert_array_equal(decode_kitti_instances(plain), plain)
+
+    # end to end through the converter: a 16-bit official PNG gives two objects
+    frames, _ = _scene(1, 16, 48)
+    official = np.full((16, 48), 7 * 256, dtype=np.uint16)
+    official[2:8, 2:10] = 26 * 256 + 1
+    official[9:15, 30:44] = 26 * 256 + 2
+    _write(tmp_path / "test/rgb", ["000000_10.png"], frames)
+    _write(tmp_path / "test/instance", ["000000_10.png"], official[None])
+    uri = str(tmp_path / "out")
+    convert("kitti", str(tmp_path / "test"), uri, _cfg(16, 48, 3), "test", progress=False)
+    (clip,) = list(shards.iter_clips(uri, "test"))
+    assert set(np.unique(clip.gt)) == {0, 1, 2}
+
+
 def test_movi_e_arrays_with_flow_motion_masks(tmp_path):
     frames, masks = _scene(6, 32, 32)
     v = tmp_path / "src/video_0000"

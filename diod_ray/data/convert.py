@@ -9,7 +9,9 @@ Layouts (``--layout``):
   instance gets an id the first time it covers more than 500 px at 480x968 (scaled by area).
 - ``kitti``: train: ``<src>/<drive>/image_0{2,3}/data/*.png`` with ``raft_seg/*.png`` motion
   masks; test: ``<src>/rgb/*.png`` and ``<src>/instance/*.png`` (single images, T=1 clips, no
-  motion masks). Resized straight to ``data.height x data.width``.
+  motion masks). Instance PNGs in the official ``class * 256 + instance`` encoding (16 bit, any
+  value >= 256) are decoded (:func:`decode_kitti_instances`); DOM's converted download (plain
+  ids < 256) is used as it is. Resized straight to ``data.height x data.width``.
 - ``movi-e``: ``<src>/<video>/rgb.npy`` [T,H,W,3] uint8 and ``segment.npy`` [T,H,W(,1)] as
   MoTok's ``process_movi.py`` writes them; motion masks from optical flow.
 - ``frames``: ``<src>/<video>/frames/*.{png,jpg}`` (or an ``.mp4`` in the video folder, or
@@ -210,6 +212,22 @@ def videos_tripd(src: Path, split: str, cfg: Config) -> Iterator[SourceVideo]:
                 yield SourceVideo(vid, frames, gt=gt.astype(np.int32), source="tri-pd")
 
 
+def decode_kitti_instances(m: np.ndarray) -> np.ndarray:
+    """Official KITTI instance map -> instance ids [H,W] int32 (0 = background).
+
+    The official PNGs store ``class * 256 + instance``: a pixel with instance 0 belongs to a
+    "stuff" class (road, sky, ...) and is background; each distinct (class, instance) value is
+    one object, numbered 1..n in value order. Maps whose values are all < 256 are already plain
+    instance ids (DOM's converted test set) and are returned unchanged.
+    """
+    if m.max() < 256:
+        return m.astype(np.int32)
+    objects = np.where(m % 256 == 0, 0, m)
+    values, ids = np.unique(objects, return_inverse=True)
+    ids = ids.reshape(m.shape) + (0 if values[0] == 0 else 1)
+    return ids.astype(np.int32)
+
+
 def videos_kitti(src: Path, split: str, cfg: Config) -> Iterator[SourceVideo]:
     if split != "train":
         rgb, inst = src / "rgb", src / "instance"
@@ -223,7 +241,7 @@ def videos_kitti(src: Path, split: str, cfg: Config) -> Iterator[SourceVideo]:
             raise SourceError("no images", file=str(rgb), expected="KITTI test PNGs")
         for f in files:  # 200 single images: T=1 clips
             frame = read_image(f)[None]
-            gt = read_masks_like(inst, [f])
+            gt = decode_kitti_instances(read_masks_like(inst, [f]))
             _check_pair(frame, gt, "instance mask", str(inst / f.name))
             yield SourceVideo(f"kitti-test/{f.stem}", frame, gt=gt, source="kitti")
         return
