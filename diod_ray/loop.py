@@ -14,6 +14,7 @@ import random
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -340,9 +341,23 @@ def tensorboard_local_dir(cfg: Config) -> str:
 # ============================================================================================
 
 
+# Train's local mode (run.num_workers=0) runs no callbacks, so nothing sees its reports until the
+# fit returns. A sweep trial that runs a local-mode fit sets this to forward every report to Tune
+# as it happens (ASHA needs the per-epoch val/* results); None everywhere else.
+_local_report_sink: Callable[[dict[str, Any]], None] | None = None
+
+
+def set_local_report_sink(sink: Callable[[dict[str, Any]], None] | None) -> None:
+    """Forward every local-mode report's metrics to ``sink`` (None: stop forwarding)."""
+    global _local_report_sink
+    _local_report_sink = sink
+
+
 def report(ts: TrainState, rank: int, metrics: dict[str, Any], with_checkpoint: bool) -> None:
     """Every rank calls this the same number of times; only rank 0 attaches a checkpoint."""
     metrics = {**metrics, **ts.metrics, "step": ts.step}
+    if _local_report_sink is not None and local_mode(ts.cfg):
+        _local_report_sink(dict(metrics))
     if with_checkpoint and rank == 0:
         with tempfile.TemporaryDirectory(prefix="diod-ckpt-") as d:
             save_checkpoint(d, ts.to_state())

@@ -13,8 +13,9 @@ are not run again.
 Two Ray 2.60 facts shape the trial function:
 - Train local mode (``run.num_workers=0``) cannot run in a Tune trial's own process: every
   ``ray.train.*`` call there raises "deprecated when running in a function passed to Ray Tune".
-  Local-mode trials therefore run the fit in a Ray task started by the trial; only the run's
-  final metrics reach Tune then (no per-epoch results, so ASHA cannot act on them).
+  Local-mode trials therefore run the fit in a Ray task started by the trial. Local mode runs no
+  Train callbacks either, so the loop puts each report on a queue the trial drains into
+  ``tune.report`` (per-epoch results for ASHA); a trial ASHA stops cancels its task.
 - Child tasks of a trial are captured by its placement group, where Ray Data's tasks find no CPU
   and wait forever; the fit task is scheduled outside it (``scheduling_strategy="DEFAULT"``) and
   concurrency is bounded by ``max_concurrent_trials`` instead.
@@ -105,18 +106,55 @@ def trial_config(config: dict[str, Any], trial_id: str) -> Config:
 
 
 @ray.remote
-def _fit_local_mode(cfg_dict: dict[str, Any], threads: int) -> dict[str, Any]:
-    """Fit a ``run.num_workers=0`` (local mode) TorchTrainer in this task's process."""
+def _fit_local_mode(cfg_dict: dict[str, Any], threads: int, reports=None) -> dict[str, Any]:
+    """Fit a ``run.num_workers=0`` (local mode) TorchTrainer in this task's process; every report
+    is also put on ``reports`` (a ``ray.util.queue.Queue``) for the trial to pass on to Tune."""
     import torch
 
     from diod_ray.config import from_dict
+    from diod_ray.loop import set_local_report_sink
     from diod_ray.train import build_trainer
 
     torch.set_num_threads(max(1, threads))
-    result = build_trainer(from_dict(cfg_dict)).fit()
+    if reports is not None:
+        set_local_report_sink(reports.put)
+    try:
+        result = build_trainer(from_dict(cfg_dict)).fit()
+    finally:
+        set_local_report_sink(None)
     if result.error is not None:
         raise result.error
     return dict(result.metrics or {})
+
+
+def _run_local_mode_trial(cfg: Config, threads: int) -> None:
+    """Run a local-mode fit in a task and pass each of its reports to Tune as it arrives, so ASHA
+    sees per-epoch results. When Tune stops the trial (ASHA), ``tune.report`` exits this thread
+    and the fit task is cancelled; its checkpoints stay under the run directory."""
+    from ray.util.queue import Queue
+
+    # num_cpus=0 and out of the trial's placement group: a 0-CPU mailbox, not a worker
+    reports = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": "DEFAULT"})
+    fit = _fit_local_mode.options(
+        num_cpus=0,
+        num_gpus=1 if cfg.run.use_gpu else 0,
+        scheduling_strategy="DEFAULT",  # out of the trial's placement group (see top)
+    ).remote(to_dict(cfg), threads, reports)
+    done = False
+    try:
+        forwarded = 0
+        while not done:
+            done = bool(ray.wait([fit], timeout=2.0)[0])
+            while not reports.empty():  # after the task ended, everything it put is here
+                tune.report(reports.get_nowait())
+                forwarded += 1
+        final = ray.get(fit)  # raises the fit's error
+        if forwarded == 0:
+            tune.report(final)
+    finally:
+        if not done:  # Ray would also kill it with this trial's actor (its owner); be explicit
+            ray.cancel(fit, force=True)
+        ray.kill(reports.actor)
 
 
 def trial_driver(config: dict[str, Any]) -> None:
@@ -128,14 +166,7 @@ def trial_driver(config: dict[str, Any]) -> None:
     trial_id = tune.get_context().get_trial_id()
     cfg = trial_config(config, trial_id)
     if cfg.run.num_workers == 0:
-        metrics = ray.get(
-            _fit_local_mode.options(
-                num_cpus=0,
-                num_gpus=1 if cfg.run.use_gpu else 0,
-                scheduling_strategy="DEFAULT",  # out of the trial's placement group (see top)
-            ).remote(to_dict(cfg), int(config["_sweep"].get("threads", 1)))
-        )
-        tune.report(metrics)
+        _run_local_mode_trial(cfg, int(config["_sweep"].get("threads", 1)))
         return
     result = build_trainer(cfg, callbacks=[TuneReportCallback()]).fit()
     if result.error is not None:
@@ -196,6 +227,15 @@ def stage_param_space(
     return space
 
 
+def _epochs_trained(stage: Stage, params: dict[str, Any], metrics: dict[str, Any]) -> int:
+    """Epochs this trial trained: its last reported epoch minus where its branch started (a trial
+    ASHA stopped trained fewer than the stage plans)."""
+    if not isinstance(metrics.get("epoch"), (int, float)):
+        return stage.epochs_per_trial
+    start = int(params.get("schedule.burn_in_epochs", 0)) if stage.branch_key is not None else 0
+    return max(0, int(metrics["epoch"]) - start)
+
+
 def results_of(result_grid, stage: Stage, runs_root: str) -> list[dict[str, Any]]:
     """One JSON-able row per trial: params, Tune status, last metrics, Train run, timing."""
     # ResultGrid keeps its results in the order of its experiment analysis' trials, which carry
@@ -219,7 +259,7 @@ def results_of(result_grid, stage: Stage, runs_root: str) -> list[dict[str, Any]
                 "metrics": metrics,
                 "train_run": f"{runs_root}/{stage.name}-{trial.trial_id}",
                 "time_total_s": metrics.get("time_total_s"),
-                "epochs_trained": stage.epochs_per_trial,
+                "epochs_trained": _epochs_trained(stage, params, metrics),
             }
         )
     rows.sort(key=lambda t: t["trial_id"])

@@ -6,8 +6,10 @@ from __future__ import annotations
 import glob
 import json
 import os
+import time
 
 import pytest
+from ray import tune
 
 from diod_ray.config import load_preset
 from diod_ray.sweep_plan import (
@@ -302,6 +304,9 @@ def test_alpha_burnin_sweep_runs_interrupts_and_resumes(ray_session, tmp_path):
     assert alpha_burnin.main(args) == 0
     burn = json.loads((root / "burn_in" / "results.json").read_text())
     assert burn["complete"] and len(burn["trials"]) == 2
+    # local-mode fits stream every report to Tune (what ASHA needs): 2 epochs = 2 results
+    assert [t["metrics"]["training_iteration"] for t in burn["trials"]] == [2, 2]
+    assert [t["epochs_trained"] for t in burn["trials"]] == [2, 2]
     assert os.path.getmtime(kept) == mtime and _event_files(done_run) == 1
     dist = json.loads((root / "distill" / "results.json").read_text())
     assert dist["complete"] and len(dist["trials"]) == 4
@@ -309,9 +314,44 @@ def test_alpha_burnin_sweep_runs_interrupts_and_resumes(ray_session, tmp_path):
         m = t["metrics"]
         assert "burn_in/f1" in m and "final/f1" in m
         assert m["epoch"] == t["params"]["schedule.burn_in_epochs"] + 1  # branched, then 1 epoch
+        assert t["epochs_trained"] == 1
     # each (alpha, E) branch started from its alpha's kept checkpoint of epoch E
     assert {os.path.basename(t["train_run"]).split("-")[0] for t in dist["trials"]} == {"distill"}
     table = (root / "table.md").read_text()
     assert "| 0.2 |" in table and "| 0.3 |" in table and "not run" not in table
     assert len((root / "trials.csv").read_text().strip().splitlines()) == 1 + 6
     assert (root / "alpha_burnin.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_scheduler_stop_reaches_a_local_mode_trial_and_cancels_its_fit(ray_session, tmp_path):
+    """A local-mode trial reports every epoch to Tune while it runs; when the scheduler stops it
+    (as ASHA does), the fit task is cancelled instead of training on unseen."""
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    from diod_ray.checkpoint import list_run_checkpoints
+    from diod_ray.sweep import trial_driver
+
+    class StopAtEpochOne(FIFOScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            return TrialScheduler.STOP if result.get("epoch", 0) >= 1 else TrialScheduler.CONTINUE
+
+    runs = str(tmp_path / "runs")
+    meta = {"preset": "smoke", "overrides": {}, "stage": "s", "runs": runs, "threads": 1}
+    space = {"schedule.burn_in_epochs": 2, "schedule.distill_epochs": 6, "_sweep": meta}
+    tuner = tune.Tuner(
+        trial_driver,
+        param_space=space,
+        tune_config=tune.TuneConfig(scheduler=StopAtEpochOne(), num_samples=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="stop"),
+    )
+    t0 = time.monotonic()
+    (result,) = list(tuner.fit())
+    assert result.error is None
+    assert result.metrics["epoch"] == 1 and "final/f1" not in result.metrics
+    (run_dir,) = glob.glob(os.path.join(runs, "s-*"))
+    time.sleep(8.0)  # a fit left running would go on to 8 epochs and save more checkpoints
+    steps = [int(c.rstrip("/").rsplit("_", 1)[1]) for c in list_run_checkpoints(run_dir)]
+    per_epoch = int(result.metrics["step"])  # the step count at the end of epoch 1
+    # stopped at epoch 1; the trial notices at its next report (epoch 2) and cancels the fit
+    assert max(steps) <= 2 * per_epoch < 8 * per_epoch, (steps, time.monotonic() - t0)
