@@ -68,6 +68,7 @@ from diod_ray.sweep_report import (
     write_json,
     write_report,
 )
+from diod_ray.sweep_slots import find_slots, slots_name, start_slots, wait_for_slot
 
 RUNS_DIR = "runs"
 
@@ -127,7 +128,7 @@ def _fit_local_mode(cfg_dict: dict[str, Any], threads: int, reports=None) -> dic
     return dict(result.metrics or {})
 
 
-def _run_local_mode_trial(cfg: Config, threads: int) -> None:
+def _run_local_mode_trial(cfg: Config, threads: int, heartbeat=lambda: None) -> None:
     """Run a local-mode fit in a task and pass each of its reports to Tune as it arrives, so ASHA
     sees per-epoch results. When Tune stops the trial (ASHA), ``tune.report`` exits this thread
     and the fit task is cancelled; its checkpoints stay under the run directory."""
@@ -145,6 +146,7 @@ def _run_local_mode_trial(cfg: Config, threads: int) -> None:
         forwarded = 0
         while not done:
             done = bool(ray.wait([fit], timeout=2.0)[0])
+            heartbeat()  # keeps this trial's slot (sweep_slots)
             while not reports.empty():  # after the task ended, everything it put is here
                 tune.report(reports.get_nowait())
                 forwarded += 1
@@ -166,7 +168,20 @@ def trial_driver(config: dict[str, Any]) -> None:
     trial_id = tune.get_context().get_trial_id()
     cfg = trial_config(config, trial_id)
     if cfg.run.num_workers == 0:
-        _run_local_mode_trial(cfg, int(config["_sweep"].get("threads", 1)))
+        meta = config["_sweep"]
+        slots = find_slots(slots_name(meta["runs"], meta["stage"]))
+        if slots is not None:
+            wait_for_slot(slots, trial_id)
+
+        def heartbeat() -> None:
+            if slots is not None:
+                slots.renew.remote(trial_id)
+
+        try:
+            _run_local_mode_trial(cfg, int(meta.get("threads", 1)), heartbeat)
+        finally:
+            if slots is not None:
+                slots.release.remote(trial_id)
         return
     result = build_trainer(cfg, callbacks=[TuneReportCallback()]).fit()
     if result.error is not None:
@@ -294,6 +309,8 @@ def run_stage(
     storage_path, storage_fs = _storage(root)
     exp_path = f"{storage_path}/{stage.name}"
     trainable = tune.with_resources(trial_driver, tune.PlacementGroupFactory(bundles))
+    # bounds local-mode fits also for trials Tune restores (it ignores max_concurrent_trials then)
+    slots = start_slots(slots_name(meta["runs"], stage.name), max_concurrent)
     _STOP_AFTER_TRIALS = stop_after_trials
     # the searcher's and ASHA's metrics appear only in some reports (final/*, val/*)
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -334,6 +351,7 @@ def run_stage(
         grid = tuner.fit()
     finally:
         _STOP_AFTER_TRIALS = None
+        ray.kill(slots)
     trials = results_of(grid, stage, meta["runs"])
     finished = sum(t["status"] == "TERMINATED" for t in trials)
     data = {

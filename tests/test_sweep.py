@@ -9,6 +9,7 @@ import os
 import time
 
 import pytest
+import ray
 from ray import tune
 
 from diod_ray.config import load_preset
@@ -355,3 +356,53 @@ def test_scheduler_stop_reaches_a_local_mode_trial_and_cancels_its_fit(ray_sessi
     per_epoch = int(result.metrics["step"])  # the step count at the end of epoch 1
     # stopped at epoch 1; the trial notices at its next report (epoch 2) and cancels the fit
     assert max(steps) <= 2 * per_epoch < 8 * per_epoch, (steps, time.monotonic() - t0)
+
+
+def test_trial_slots_bound_holders_and_expire_stale_leases(ray_session):
+    from diod_ray.sweep_slots import TrialSlots
+
+    slots = TrialSlots.remote(1, stale_after_s=0.5)
+    assert ray.get(slots.acquire.remote("a")) and ray.get(slots.acquire.remote("a"))
+    assert not ray.get(slots.acquire.remote("b"))
+    time.sleep(0.7)  # "a" stopped renewing (its process died): its slot is given away
+    assert ray.get(slots.acquire.remote("b"))
+    ray.get(slots.release.remote("b"))
+    assert ray.get(slots.acquire.remote("c"))
+    events = [(t, e) for _, t, e in ray.get(slots.history.remote())]
+    assert events == [
+        ("a", "acquire"),
+        ("a", "expired"),
+        ("b", "acquire"),
+        ("b", "release"),
+        ("c", "acquire"),
+    ]
+    ray.kill(slots)
+
+
+@pytest.mark.slow
+def test_local_mode_trials_take_turns_without_tune_concurrency_limit(ray_session, tmp_path):
+    """Tune starts every restored trial at once; the stage's slots still run one fit at a time."""
+    from diod_ray.sweep import trial_driver
+    from diod_ray.sweep_slots import slots_name, start_slots
+
+    runs = str(tmp_path / "runs")
+    meta = {"preset": "smoke", "overrides": {}, "stage": "s", "runs": runs, "threads": 1}
+    slots = start_slots(slots_name(runs, "s"), 1)
+    space = {
+        "schedule.burn_in_epochs": 1,
+        "schedule.distill_epochs": 0,
+        "run.seed": tune.grid_search([0, 1, 2]),
+        "_sweep": meta,
+    }
+    tuner = tune.Tuner(
+        tune.with_resources(trial_driver, {"cpu": 0.1}),
+        param_space=space,
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="slots"),
+    )
+    assert all(r.error is None for r in tuner.fit())
+    holders, most = set(), 0
+    for _, trial, event in ray.get(slots.history.remote()):
+        (holders.add if event == "acquire" else holders.discard)(trial)
+        most = max(most, len(holders))
+    assert most == 1 and len(ray.get(slots.history.remote())) == 6
+    ray.kill(slots)
