@@ -251,11 +251,29 @@ def _epochs_trained(stage: Stage, params: dict[str, Any], metrics: dict[str, Any
     return max(0, int(metrics["epoch"]) - start)
 
 
-def results_of(result_grid, stage: Stage, runs_root: str) -> list[dict[str, Any]]:
-    """One JSON-able row per trial: params, Tune status, last metrics, Train run, timing."""
+def stored_statuses(exp_path: str, storage_fs=None) -> dict[str, str]:
+    """Trial id -> status as the experiment state on storage has it, i.e. as a restore sees it.
+
+    After an interrupt (Ctrl+C, SIGUSR1) the in-memory trials that were running read
+    TERMINATED, although they never finished; the stored state has them unfinished (PENDING).
+    """
+    try:
+        analysis = tune.ExperimentAnalysis(exp_path, storage_filesystem=storage_fs)
+    except Exception as e:  # no state written yet: fall back to the in-memory statuses
+        print(f"[sweep] could not read the stored trial states of {exp_path}: {e}", flush=True)
+        return {}
+    return {t.trial_id: t.status for t in analysis.trials}
+
+
+def results_of(
+    result_grid, stage: Stage, runs_root: str, statuses: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One JSON-able row per trial: params, status (stored, see :func:`stored_statuses`), last
+    metrics, Train run, timing."""
     # ResultGrid keeps its results in the order of its experiment analysis' trials, which carry
     # the trial id and the status (TERMINATED also for trials ASHA stopped early)
     trials = result_grid._experiment_analysis.trials
+    statuses = statuses or {}
     rows = []
     for trial, r in zip(trials, result_grid):
         config = dict(r.config or {})
@@ -268,7 +286,7 @@ def results_of(result_grid, stage: Stage, runs_root: str) -> list[dict[str, Any]
         rows.append(
             {
                 "trial_id": trial.trial_id,
-                "status": trial.status,
+                "status": statuses.get(trial.trial_id, trial.status),
                 "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}"[:2000],
                 "params": params,
                 "metrics": metrics,
@@ -352,7 +370,7 @@ def run_stage(
     finally:
         _STOP_AFTER_TRIALS = None
         ray.kill(slots)
-    trials = results_of(grid, stage, meta["runs"])
+    trials = results_of(grid, stage, meta["runs"], stored_statuses(exp_path, storage_fs))
     finished = sum(t["status"] == "TERMINATED" for t in trials)
     data = {
         "kind": meta["kind"],

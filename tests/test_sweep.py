@@ -406,3 +406,40 @@ def test_local_mode_trials_take_turns_without_tune_concurrency_limit(ray_session
         most = max(most, len(holders))
     assert most == 1 and len(ray.get(slots.history.remote())) == 6
     ray.kill(slots)
+
+
+@pytest.mark.slow
+def test_trial_running_at_an_interrupt_is_not_counted_finished(ray_session, tmp_path):
+    """Interrupted while one trial trains: that trial stays unfinished in results.json (Tune's
+    in-memory status would say TERMINATED) and the stage is not complete, so a rerun resumes it."""
+    from diod_ray.sweep import run_stage
+    from diod_ray.sweep_plan import Stage
+
+    stage = Stage(
+        name="s",
+        fixed={"schedule.distill_epochs": 0, "run.evaluate_at_end": False},
+        grid={"schedule.burn_in_epochs": [1, 60]},
+        epochs_per_trial=60,
+    )
+    root = str(tmp_path / "sweep")
+    meta = {
+        "kind": "alpha_burnin",
+        "name": "interrupt",
+        "preset": "smoke",
+        "overrides": {},
+        "runs": f"{root}/runs",
+        "stage": "s",
+        "variants": {},
+        "threads": 1,
+    }
+    data = run_stage(
+        stage,
+        root=root,
+        meta=meta,
+        max_concurrent=2,
+        bundles=[{"CPU": 0.1}],
+        stop_after_trials=1,  # SIGUSR1 once the 1-epoch trial is done, the other still training
+    )
+    by_epochs = {t["params"]["schedule.burn_in_epochs"]: t for t in data["trials"]}
+    assert by_epochs[1]["status"] == "TERMINATED"
+    assert by_epochs[60]["status"] != "TERMINATED" and not data["complete"]
