@@ -128,7 +128,9 @@ def _fit_local_mode(cfg_dict: dict[str, Any], threads: int, reports=None) -> dic
     return dict(result.metrics or {})
 
 
-def _run_local_mode_trial(cfg: Config, threads: int, heartbeat=lambda: None) -> None:
+def _run_local_mode_trial(
+    cfg: Config, threads: int, heartbeat=lambda: None, extra: dict[str, Any] | None = None
+) -> None:
     """Run a local-mode fit in a task and pass each of its reports to Tune as it arrives, so ASHA
     sees per-epoch results. When Tune stops the trial (ASHA), ``tune.report`` exits this thread
     and the fit task is cancelled; its checkpoints stay under the run directory."""
@@ -148,11 +150,11 @@ def _run_local_mode_trial(cfg: Config, threads: int, heartbeat=lambda: None) -> 
             done = bool(ray.wait([fit], timeout=2.0)[0])
             heartbeat()  # keeps this trial's slot (sweep_slots)
             while not reports.empty():  # after the task ended, everything it put is here
-                tune.report(reports.get_nowait())
+                tune.report({**reports.get_nowait(), **(extra or {})})
                 forwarded += 1
         final = ray.get(fit)  # raises the fit's error
         if forwarded == 0:
-            tune.report(final)
+            tune.report({**final, **(extra or {})})
     finally:
         if not done:  # Ray would also kill it with this trial's actor (its owner); be explicit
             ray.cancel(fit, force=True)
@@ -170,15 +172,19 @@ def trial_driver(config: dict[str, Any]) -> None:
     if cfg.run.num_workers == 0:
         meta = config["_sweep"]
         slots = find_slots(slots_name(meta["runs"], meta["stage"]))
+        waited = time.monotonic()
         if slots is not None:
             wait_for_slot(slots, trial_id)
+        waited = time.monotonic() - waited  # in Tune's time_total_s, but not training
 
         def heartbeat() -> None:
             if slots is not None:
                 slots.renew.remote(trial_id)
 
         try:
-            _run_local_mode_trial(cfg, int(meta.get("threads", 1)), heartbeat)
+            _run_local_mode_trial(
+                cfg, int(meta.get("threads", 1)), heartbeat, {"sweep/slot_wait_s": waited}
+            )
         finally:
             if slots is not None:
                 slots.release.remote(trial_id)

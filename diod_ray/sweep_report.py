@@ -158,7 +158,8 @@ def seconds_per_epoch(stage: dict[str, Any]) -> float | None:
         evals = sum(float(m.get(f"{p}/seconds") or 0.0) for p in ("burn_in", "final"))
         if m.get("burn_in/seconds") == m.get("final/seconds"):
             evals = float(m.get("final/seconds") or 0.0)  # burn-in only: one evaluation, copied
-        rates.append(max(t["time_total_s"] - evals, 0.0) / t["epochs_trained"])
+        waited = float(m.get("sweep/slot_wait_s") or 0.0)  # queued for a slot (sweep_slots)
+        rates.append(max(t["time_total_s"] - evals - waited, 0.0) / t["epochs_trained"])
     return statistics.median(rates) if rates else None
 
 

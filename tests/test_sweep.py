@@ -399,7 +399,11 @@ def test_local_mode_trials_take_turns_without_tune_concurrency_limit(ray_session
         param_space=space,
         run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="slots"),
     )
-    assert all(r.error is None for r in tuner.fit())
+    results = list(tuner.fit())
+    assert all(r.error is None for r in results)
+    # the trials that queued for the slot say how long, so cost reports can leave it out
+    waits = sorted(r.metrics["sweep/slot_wait_s"] for r in results)
+    assert waits[0] < 2.5 < waits[-1]
     holders, most = set(), 0
     for _, trial, event in ray.get(slots.history.remote()):
         (holders.add if event == "acquire" else holders.discard)(trial)
@@ -443,3 +447,16 @@ def test_trial_running_at_an_interrupt_is_not_counted_finished(ray_session, tmp_
     by_epochs = {t["params"]["schedule.burn_in_epochs"]: t for t in data["trials"]}
     assert by_epochs[1]["status"] == "TERMINATED"
     assert by_epochs[60]["status"] != "TERMINATED" and not data["complete"]
+
+
+def test_seconds_per_epoch_leaves_out_evaluation_and_slot_wait():
+    from diod_ray.sweep_report import seconds_per_epoch
+
+    plain = _trial("a", {}, 0.1, 0.2, seconds=100.0)
+    queued = _trial("b", {}, 0.1, 0.2, seconds=400.0)
+    queued["metrics"]["sweep/slot_wait_s"] = 300.0
+    for t in (plain, queued):
+        t["epochs_trained"] = 4
+    # (100 s - the evaluation of 10 s, reported as burn_in/ and final/ alike) / 4 epochs, for both
+    assert seconds_per_epoch({"trials": [plain]}) == pytest.approx(22.5)
+    assert seconds_per_epoch({"trials": [queued]}) == pytest.approx(22.5)
