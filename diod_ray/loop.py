@@ -400,6 +400,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if rank == 0:
         print(f"[diod_ray] {cfg.run.name}: {how}; {plan}", flush=True)
     last_ckpt_step = ts.step
+    last_val: dict[str, float] = {}  # the last epoch's val/*, repeated in the final report
     shard = ray.train.get_dataset_shard("train")
     bg = unwrap(ts.student).bg_index
     keep = set(cfg.schedule.keep_burn_in_epochs)
@@ -453,6 +454,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             val = prefixed("val", evaluate_in_run(ts, max_clips=cfg.run.val_clips))
             metrics.update(val)
             log.scalars(val, ts.step)
+            last_val = val if ts.step >= plan.total_steps else {}
         if ts.step >= plan.total_steps:
             break  # the final report below carries the checkpoint
         report(ts, rank, metrics, with_checkpoint=due)
@@ -478,6 +480,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "phase": 0 if plan.distill_epochs == 0 else 1,
             "run_done": 1,
             "resumed_from_step": ts.resumed_from_step,
+            **last_val,  # the last epoch's validation (ASHA's metric), if it ran one
             **sync,
         },
         with_checkpoint=True,

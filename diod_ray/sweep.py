@@ -682,7 +682,8 @@ def main_for(
 def threshold_search(args: argparse.Namespace) -> dict[str, Any]:
     """Optuna (TPE) over p, optionally the EMA rate and alpha; ASHA on val/f1 past burn-in."""
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+
+    from diod_ray.sweep_search import FinalMetricOptunaSearch
 
     space: dict[str, Any] = {"distill.p": tune.uniform(args.p_min, args.p_max)}
     if args.search_ema:
@@ -695,7 +696,9 @@ def threshold_search(args: argparse.Namespace) -> dict[str, Any]:
     )
     return {
         "space": space,
-        "search_alg": lambda c: OptunaSearch(metric="final/f1", mode="max", seed=args.search_seed),
+        "search_alg": lambda c: FinalMetricOptunaSearch(
+            metric="final/f1", mode="max", seed=args.search_seed
+        ),
         "scheduler": lambda c: ASHAScheduler(
             time_attr="epoch",
             metric="val/f1",

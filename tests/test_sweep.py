@@ -460,3 +460,22 @@ def test_seconds_per_epoch_leaves_out_evaluation_and_slot_wait():
     # (100 s - the evaluation of 10 s, reported as burn_in/ and final/ alike) / 4 epochs, for both
     assert seconds_per_epoch({"trials": [plain]}) == pytest.approx(22.5)
     assert seconds_per_epoch({"trials": [queued]}) == pytest.approx(22.5)
+
+
+@pytest.mark.slow
+def test_threshold_sweep_runs_optuna_with_per_epoch_results(ray_session, tmp_path):
+    """Optuna + ASHA over p on the smoke preset: per-epoch results (no final/* yet) reach both
+    the searcher and ASHA without error, and the report ranks the trials."""
+    threshold_p = _script("threshold_p")
+    args = ["--preset", "smoke", "--burn-in", "1", "--distill", "2", "--trials", "2"]
+    args += ["--storage", str(tmp_path), "--name", "tp"]
+    assert threshold_p.main(args) == 0
+    root = tmp_path / "tp"
+    search = json.loads((root / "search" / "results.json").read_text())
+    assert search["complete"] and len(search["trials"]) == 2
+    for t in search["trials"]:
+        assert 0.5 <= t["params"]["distill.p"] <= 0.99
+        # branch at epoch 1, then 2 epochs: an epoch-2 result with val/f1, then the final one
+        assert t["metrics"]["training_iteration"] >= 2 and "val/f1" in t["metrics"]
+    table = (root / "table.md").read_text()
+    assert "| 1 |" in table and "| 2 |" in table and "grace period 2" in table
