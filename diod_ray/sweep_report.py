@@ -17,6 +17,7 @@ import io
 import json
 import math
 import statistics
+import textwrap
 from collections import defaultdict
 from typing import Any
 
@@ -511,7 +512,8 @@ def ablations_plot(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) -> b
         for xi, v in zip(x, vals):
             if np.isfinite(v):
                 ax.text(xi - 0.2, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(x, [ABLATION_LABELS[n].replace(" (", "\n(") for n in names], fontsize=8)
+        labels = [textwrap.fill(ABLATION_LABELS[n], 16) for n in names]
+        ax.set_xticks(x, labels, fontsize=8)
         ax.set_title(title)
         ax.set_ylabel("F1@50 (%)")
         ax.legend(fontsize=8)
