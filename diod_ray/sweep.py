@@ -18,7 +18,8 @@ Two Ray 2.60 facts shape the trial function:
   ``tune.report`` (per-epoch results for ASHA); a trial ASHA stops cancels its task.
 - Child tasks of a trial are captured by its placement group, where Ray Data's tasks find no CPU
   and wait forever; the fit task is scheduled outside it (``scheduling_strategy="DEFAULT"``) and
-  concurrency is bounded by ``max_concurrent_trials`` instead.
+  concurrency is bounded by ``max_concurrent_trials`` instead, and by the stage's slots actor
+  (:mod:`diod_ray.sweep_slots`) for trials Tune restores, which that limit does not cover.
 """
 
 from __future__ import annotations
