@@ -69,7 +69,7 @@ from diod_ray.sweep_report import (
     write_json,
     write_report,
 )
-from diod_ray.sweep_slots import find_slots, slots_name, start_slots, wait_for_slot
+from diod_ray.sweep_slots import slot_held, slots_name, start_slots
 
 RUNS_DIR = "runs"
 
@@ -144,6 +144,7 @@ def _run_local_mode_trial(
         num_gpus=1 if cfg.run.use_gpu else 0,
         scheduling_strategy="DEFAULT",  # out of the trial's placement group (see top)
     ).remote(to_dict(cfg), threads, reports)
+    extra = extra or {}  # added to every result passed on
     done = False
     try:
         forwarded = 0
@@ -151,11 +152,11 @@ def _run_local_mode_trial(
             done = bool(ray.wait([fit], timeout=2.0)[0])
             heartbeat()  # keeps this trial's slot (sweep_slots)
             while not reports.empty():  # after the task ended, everything it put is here
-                tune.report({**reports.get_nowait(), **(extra or {})})
+                tune.report({**reports.get_nowait(), **extra})
                 forwarded += 1
         final = ray.get(fit)  # raises the fit's error
         if forwarded == 0:
-            tune.report({**final, **(extra or {})})
+            tune.report({**final, **extra})
     finally:
         if not done:  # Ray would also kill it with this trial's actor (its owner); be explicit
             ray.cancel(fit, force=True)
@@ -172,23 +173,10 @@ def trial_driver(config: dict[str, Any]) -> None:
     cfg = trial_config(config, trial_id)
     if cfg.run.num_workers == 0:
         meta = config["_sweep"]
-        slots = find_slots(slots_name(meta["runs"], meta["stage"]))
-        waited = time.monotonic()
-        if slots is not None:
-            wait_for_slot(slots, trial_id)
-        waited = time.monotonic() - waited  # in Tune's time_total_s, but not training
-
-        def heartbeat() -> None:
-            if slots is not None:
-                slots.renew.remote(trial_id)
-
-        try:
-            _run_local_mode_trial(
-                cfg, int(meta.get("threads", 1)), heartbeat, {"sweep/slot_wait_s": waited}
-            )
-        finally:
-            if slots is not None:
-                slots.release.remote(trial_id)
+        with slot_held(meta["runs"], meta["stage"], trial_id) as (waited, heartbeat):
+            # the wait is in Tune's time_total_s but is not training: reported for the cost report
+            extra = {"sweep/slot_wait_s": waited}
+            _run_local_mode_trial(cfg, int(meta.get("threads", 1)), heartbeat, extra)
         return
     result = build_trainer(cfg, callbacks=[TuneReportCallback()]).fit()
     if result.error is not None:
@@ -334,8 +322,6 @@ def run_stage(
     storage_path, storage_fs = _storage(root)
     exp_path = f"{storage_path}/{stage.name}"
     trainable = tune.with_resources(trial_driver, tune.PlacementGroupFactory(bundles))
-    # bounds local-mode fits also for trials Tune restores (it ignores max_concurrent_trials then)
-    slots = start_slots(slots_name(meta["runs"], stage.name), max_concurrent)
     _STOP_AFTER_TRIALS = stop_after_trials
     # the searcher's and ASHA's metrics appear only in some reports (final/*, val/*)
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -372,6 +358,8 @@ def run_stage(
                 verbose=1,
             ),
         )
+    # bounds local-mode fits also for trials Tune restores (it ignores max_concurrent_trials then)
+    slots = start_slots(slots_name(meta["runs"], stage.name), max_concurrent)
     try:
         grid = tuner.fit()
     finally:

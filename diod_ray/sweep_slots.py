@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import ray
 
@@ -82,3 +84,25 @@ def find_slots(name: str):
 def wait_for_slot(slots, trial_id: str) -> None:
     while not ray.get(slots.acquire.remote(trial_id)):
         time.sleep(POLL_S)
+
+
+@contextmanager
+def slot_held(
+    runs_uri: str, stage: str, trial_id: str
+) -> Iterator[tuple[float, Callable[[], None]]]:
+    """Hold a slot of the stage's actor for the with-block, if a sweep driver runs one.
+
+    Yields (seconds spent waiting for the slot, a heartbeat the block calls while it trains to
+    keep the lease); the slot is released when the block ends, however it ends.
+    """
+    slots = find_slots(slots_name(runs_uri, stage))
+    if slots is None:
+        yield 0.0, lambda: None
+        return
+    start = time.monotonic()
+    wait_for_slot(slots, trial_id)
+    waited = time.monotonic() - start
+    try:
+        yield waited, lambda: slots.renew.remote(trial_id)
+    finally:
+        slots.release.remote(trial_id)
