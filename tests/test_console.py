@@ -1,0 +1,72 @@
+"""The per-epoch console line and the Ray Data console filter."""
+
+from __future__ import annotations
+
+import logging
+
+from diod_ray.console import EpochLine, format_duration, no_candidate_warning, quiet_ray_data_console
+
+
+def test_format_duration():
+    assert format_duration(5) == "0:05"
+    assert format_duration(3725) == "1:02:05"
+    assert format_duration(None) == "?"
+    assert format_duration(float("nan")) == "?"
+
+
+def test_epoch_line_has_what_a_person_needs():
+    line = EpochLine("run-a", total_epochs=14, total_steps=448, start_step=0)
+    t0 = line.t0
+    text = line.format(
+        phase="distill",
+        epoch=9,
+        step=288,
+        avg={
+            "loss/total": 0.912,
+            "loss/recon": 0.061,
+            "loss/teacher": 0.38,
+            "perf/clips_per_s": 9.84,
+        },
+        teacher={"candidates_per_frame": 1.9, "frames_with_candidate": 0.71, "motion_kept_share": 0.84},
+        val_f1=0.312,
+        now=t0 + 288.0,  # 1 s per step -> 160 steps left = 2:40
+    )
+    assert text.startswith("[run-a] distill epoch 9/14 step 288")
+    assert "loss 0.912 (recon 0.061 teacher 0.38)" in text
+    assert "9.8 clips/s" in text
+    assert "teacher 1.90 cand/frame, 71% frames, motion kept 84%" in text
+    assert "val F1@50 31.2" in text
+    assert "4:48 elapsed, eta 2:40" in text
+    assert "\n" not in text and len(text) < 250
+
+
+def test_epoch_line_eta_counts_only_steps_of_this_process():
+    line = EpochLine("r", total_epochs=4, total_steps=100, start_step=50)  # resumed at step 50
+    assert line.eta_s(50, now=line.t0 + 10) is None
+    assert line.eta_s(60, now=line.t0 + 10) == 40.0  # 1 s/step, 40 steps left
+
+
+def test_epoch_line_skips_missing_and_nan_values():
+    line = EpochLine("r", total_epochs=2, total_steps=4, start_step=0)
+    text = line.format(phase="burn-in", epoch=1, step=2, avg={"loss/total": float("nan")}, val_f1=None)
+    assert "loss" not in text and "val" not in text and "teacher" not in text
+
+
+def test_no_candidate_warning_is_one_line():
+    msg = no_candidate_warning("r", 7, 0.9)
+    assert "WARNING" in msg and "epoch 7" in msg and "\n" not in msg
+
+
+def test_quiet_ray_data_console_keeps_file_logs(monkeypatch):
+    monkeypatch.delenv("RAY_DATA_LOGGING_CONFIG", raising=False)
+    monkeypatch.delenv("DIOD_RAY_DATA_CONSOLE", raising=False)
+    import ray.data  # noqa: F401 - installs Ray Data's logging configuration
+
+    handlers = logging.getLogger("ray.data").handlers
+    files = [h for h in handlers if not isinstance(h, logging.StreamHandler)]
+    file_levels = [h.level for h in files]
+    quiet_ray_data_console()
+    consoles = [h for h in handlers if isinstance(h, logging.StreamHandler)]
+    assert consoles and files, "ray.data should log to a console and a session file"
+    assert all(h.level >= logging.WARNING for h in consoles)
+    assert [h.level for h in files] == file_levels  # the log files keep everything
