@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from diod_ray.console import EpochLine, format_duration, no_candidate_warning, quiet_ray_data_console
 
 
@@ -43,7 +45,7 @@ def test_epoch_line_has_what_a_person_needs():
 def test_epoch_line_eta_counts_only_steps_of_this_process():
     line = EpochLine("r", total_epochs=4, total_steps=100, start_step=50)  # resumed at step 50
     assert line.eta_s(50, now=line.t0 + 10) is None
-    assert line.eta_s(60, now=line.t0 + 10) == 40.0  # 1 s/step, 40 steps left
+    assert line.eta_s(60, now=line.t0 + 10) == pytest.approx(40.0)  # 1 s/step, 40 steps left
 
 
 def test_epoch_line_skips_missing_and_nan_values():
