@@ -53,6 +53,13 @@ class SyntheticConfig:
     max_size_frac: float = 0.32
     # the scene style: "driving" (road, cars, signs) or "tabletop" (textured floor, blobs)
     style: Literal["driving", "tabletop"] = "tabletop"
+    # 1: the first benchmark (saturated objects on a desaturated floor, near-clean flow masks;
+    # kept so synthetic-v1 / smoke-v1 regenerate bit for bit); 2: objects and background from
+    # one texture distribution, static and moving objects of the same kinds, parallax and
+    # swaying background, slow movers and convoys (diod_ray/data/synthetic_v2.py, docs/data.md)
+    version: Literal[1, 2] = 1
+    # videos of the validation split (its own random streams, disjoint from train and test)
+    num_val_clips: int = 32
 
 
 @dataclass
@@ -96,6 +103,9 @@ class DataConfig:
     uri: str = "~/.cache/diod_ray/synthetic-v1"
     train_split: str = "train"
     test_split: str = "test"
+    # per-epoch validation (val/*) and every early choice read this split; a URI without it
+    # falls back to the first run.val_clips clips of test_split with one warning (docs/data.md)
+    val_split: str = "val"
     # generate the synthetic shards when data.uri holds none (embedded default only)
     generate_if_missing: bool = True
     clip_len: int = 5
@@ -172,8 +182,12 @@ class DistillConfig:
 
     # confidence threshold p for teacher candidates and motion-mask filtering
     p: float = 0.9
-    # EMA keep rate of the teacher
+    # EMA keep rate of the teacher (paper: 0.996, a half-life of ~173 steps)
     ema: float = 0.996
+    # the teacher's horizon in optimiser steps: > 0 sets the keep rate to 0.5 ** (1 / half_life)
+    # and takes precedence over `ema` (which must then stay at its default; both set is an error);
+    # 0 = use `ema`. Short runs need it: distillation should span many half-lives (docs/teacher.md)
+    ema_half_life_steps: float = 0.0
     # teacher BatchNorm: "eval" uses running statistics (stable labels, default);
     # "train" uses batch statistics like the reference
     teacher_bn: Literal["eval", "train"] = "eval"
@@ -182,9 +196,13 @@ class DistillConfig:
     connectivity: Literal[4, 8] = 4
     # regions with at most this many pixels (attention grid) are dropped
     min_region_pixels: int = 10
-    # candidate score eq. (2) from the candidate's own attention map ("attention", paper)
-    # or from the teacher's W_fg ("foreground", reference code)
-    score_source: Literal["attention", "foreground"] = "attention"
+    # candidate score eq. (2): the mean over the candidate of "foreground" = the teacher's W_fg (the
+    # authors' code, for candidates and motion masks alike) or "attention" = the candidate's own
+    # teacher slot map. Eq. (2) says "its source attention map", which reads as the slot map, but
+    # §3.3.3 scores motion masks "as described in 3.3.2" on W_fg, and the code uses W_fg for both.
+    # A slot's softmax share over its argmax region rarely reaches p = 0.9 (measured p50 ~0.5), so
+    # "attention" keeps almost no candidate; "foreground" is the default (docs/teacher.md)
+    score_source: Literal["attention", "foreground"] = "foreground"
     # keep the fixed motion masks (filtered by the teacher's W_fg) during distillation
     use_motion_masks: bool = True
     # offline pseudo-labelling: labels from the frozen end-of-burn-in model, no EMA
@@ -238,8 +256,8 @@ class RunConfig:
     image_every_steps: int = 200
     tensorboard: bool = True
     evaluate_at_end: bool = True
-    # every N epochs report val/<metric> on the first run.val_clips test clips (ASHA needs a
-    # quality signal per epoch); 0 = never
+    # every N epochs report val/<metric> on the first run.val_clips clips of data.val_split
+    # (test_split when the URI has no val split; ASHA needs a quality signal per epoch); 0 = never
     val_every_epochs: int = 0
     val_clips: int = 16
     eval_protocol: Literal["reference", "clean"] = "clean"

@@ -206,13 +206,14 @@ def train_step(ts: TrainState, batch: dict[str, torch.Tensor], plan: Plan):
 # ============================================================================================
 
 
-def evaluate_in_run(ts: TrainState, max_clips: int = 0) -> dict[str, float]:
-    """Metrics of the configured weights on the test split (all of it, or its first clips)."""
+def evaluate_in_run(ts: TrainState, max_clips: int = 0, dataset: str = "test") -> dict[str, float]:
+    """Metrics of the configured weights on ``dataset`` ("test", or "val": data.val_split, built
+    by train.build_trainer) - all of it, or its first ``max_clips`` clips."""
     from diod_ray.data.pipeline import iter_eval_batches
     from diod_ray.evaluate import evaluate_model
 
     cfg = ts.cfg
-    shard = ray.train.get_dataset_shard("test")
+    shard = ray.train.get_dataset_shard(dataset)
     batches = iter_eval_batches(shard, cfg, cfg.run.eval_batch_size, ts.device)
     if max_clips > 0:
         batches = itertools.islice(batches, max(1, max_clips // cfg.run.eval_batch_size))
@@ -451,7 +452,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             and epoch_done % cfg.run.val_every_epochs == 0
             and rank == 0
         ):
-            val = prefixed("val", evaluate_in_run(ts, max_clips=cfg.run.val_clips))
+            val = prefixed("val", evaluate_in_run(ts, max_clips=cfg.run.val_clips, dataset="val"))
             metrics.update(val)
             log.scalars(val, ts.step)
             last_val = val if ts.step >= plan.total_steps else {}

@@ -69,6 +69,10 @@ def build_trainer(cfg: Config, *, callbacks=()):
     datasets = {"train": train_dataset(cfg)}
     if cfg.run.evaluate_at_end:
         datasets["test"] = eval_dataset(cfg, cfg.data.test_split)
+    if cfg.run.val_every_epochs > 0:  # val/* per epoch: the val split, else test (said once)
+        from diod_ray.data.splits import resolve_val_split
+
+        datasets["val"] = eval_dataset(cfg, resolve_val_split(cfg))
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "steps_per_epoch": steps_per_epoch(cfg)},

@@ -26,10 +26,15 @@ CLIPS_PER_FILE = 32
 
 
 def num_clips(cfg: Config, split: str) -> int:
+    """Videos of ``split``: the test / val counts for those splits, else the train count. Each
+    split draws from its own random streams (``synthetic.split_seed`` hashes the split name), so
+    val, test and train videos never repeat one another."""
     s = cfg.data.synthetic
-    return (
-        s.num_test_clips if split == cfg.data.test_split or split == "test" else s.num_train_clips
-    )
+    if split in (cfg.data.test_split, "test"):
+        return s.num_test_clips
+    if split in (cfg.data.val_split, "val"):
+        return s.num_val_clips
+    return s.num_train_clips
 
 
 def render_clips(cfg: Config, split: str, index: int) -> list[Clip]:
@@ -126,7 +131,39 @@ def generate_split(
 
 
 def ensure_synthetic(cfg: Config, progress: bool = True) -> None:
-    """Write the train and test splits of the synthetic benchmark to ``data.uri`` when missing."""
-    for split in (cfg.data.train_split, cfg.data.test_split):
-        if not split_exists(cfg.data.uri, split, cfg.data):
+    """Write the train and test splits of the synthetic benchmark to ``data.uri`` when missing,
+    and the val split with them when the folder is new (``synthetic.num_val_clips`` > 0).
+
+    A folder written before val splits existed (e.g. ``synthetic-v1``) is left as it is: the
+    training job then validates on the first clips of test and says so once (docs/data.md).
+    A folder whose manifest names another benchmark version than the config is refused."""
+    d = cfg.data
+    fresh = not split_exists(d.uri, d.train_split, d)
+    for split in (d.train_split, d.test_split):
+        if split_exists(d.uri, split, d):
+            _check_version(cfg, split)
+        else:
             generate_split(cfg, split, progress=progress)
+    if fresh and d.synthetic.num_val_clips > 0 and not split_exists(d.uri, d.val_split, d):
+        generate_split(cfg, d.val_split, progress=progress)
+
+
+def _check_version(cfg: Config, split: str) -> None:
+    """The split's generator version (manifests before version 2 existed: 1) must be the
+    config's ``data.synthetic.version``."""
+    from diod_ray.data.errors import DataError
+    from diod_ray.data.shards import read_manifest
+
+    synth = read_manifest(cfg.data.uri, split, cfg.data).get("synthetic")
+    if not isinstance(synth, dict):
+        return  # converted data under a synthetic config: nothing to compare
+    have, want = int(synth.get("version", 1)), cfg.data.synthetic.version
+    if have != want:
+        raise DataError(
+            f"synthetic benchmark version {have}, but data.synthetic.version is {want}",
+            uri=cfg.data.uri,
+            file=f"{split}/_manifest.json",
+            field="synthetic.version",
+            expected=f"a folder of version {want} (the synthetic preset uses "
+            f"~/.cache/diod_ray/synthetic-v{want}) or data.synthetic.version={have}",
+        )

@@ -60,7 +60,15 @@ def split_seed(seed: int, split: str, index: int) -> np.random.Generator:
 def generate_video(
     cfg: SyntheticConfig, height: int, width: int, split: str, index: int
 ) -> SyntheticVideo:
-    """Render clip ``index`` of ``split``; deterministic from ``(cfg.seed, split, index)``."""
+    """Render clip ``index`` of ``split``; deterministic from ``(cfg.seed, split, index)``.
+
+    ``cfg.version`` 2 renders the harder benchmark of :mod:`diod_ray.data.synthetic_v2`."""
+    if cfg.version == 2:
+        from diod_ray.data.synthetic_v2 import generate_video_v2
+
+        return generate_video_v2(cfg, height, width, split, index)
+    if cfg.version != 1:
+        raise ValueError(f"data.synthetic.version: unknown version {cfg.version!r} (1 or 2)")
     if cfg.style not in ("tabletop", "driving"):
         raise ValueError(f"data.synthetic.style: unknown style {cfg.style!r}")
     if not 1 <= cfg.min_objects <= cfg.max_objects:

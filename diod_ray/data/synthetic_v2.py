@@ -1,0 +1,312 @@
+"""Synthetic benchmark version 2: the conditions DIOD's claim depends on (docs/data.md).
+
+Version 1 (``synthetic.py``) paints saturated objects on a desaturated floor and its flow masks
+are nearly clean, so after burn-in W_fg already covers static objects as well as moving ones and
+distillation has nothing to add. Version 2 keeps the renderer (world canvas, camera crop / warp,
+depth order, moving flags = scene motion) and changes what is drawn:
+
+- **One texture distribution** (:func:`texture`) for everything: the far background is a mosaic
+  of cells (a Voronoi tessellation), each filled with a texture from the same distribution as the
+  objects' textures. Colour statistics alone do not separate objects from background; shape
+  (compact, closed silhouettes), coherence over time and motion do.
+- **Static objects of the same kinds as moving ones**: shape, size and texture are drawn before
+  and independently of whether the object moves.
+- **Motion-mask noise of real driving video** (the masks still come from OpenCV flow,
+  ``motion.py``; nothing here paints a mask):
+  - parallax: near "poles" (tall textured strips across the frame) on a second layer that moves
+    ``PARALLAX`` times faster than the far layer under camera motion; the affine camera fit
+    follows the far layer, so the poles leave residual flow (false positives, GT background);
+  - independently moving background: "swaying" regions whose texture oscillates inside a fixed
+    outline (leaves, water) and flickers in brightness (false positives, GT background);
+  - missed slow objects: a share of the movers moves below the flow threshold;
+  - merged neighbours: a share of the movers travel as a convoy with a touching companion of the
+    same velocity, which the flow sees as one segment.
+
+Everything is a pure function of ``(cfg.seed, split, index)``; lengths are given for a 64 x 128
+frame and scaled with ``sqrt(H * W / (64 * 128))`` as in version 1.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from diod_ray.config import SyntheticConfig
+from diod_ray.data.synthetic import (
+    REFERENCE_AREA,
+    SENSOR_NOISE_STD,
+    SyntheticVideo,
+    _camera_path,
+    _canvas_box,
+    _frame0_view,
+    _Object,
+    _paste,
+    _pattern,
+    _random_direction,
+    _shape_mask,
+    _trajectory,
+    _value_noise,
+    _view,
+    split_seed,
+)
+
+# far background: one mosaic cell per this many px (at 64x128) of the frame's side, on average
+CELL_SIDE = (36.0, 64.0)
+# share of the movers that move slower than the flow can see (px/frame at 64x128)
+SLOW_P = 0.2
+SLOW_SPEED = (0.15, 0.55)
+# share of the movers that get a touching companion with the same velocity (merged masks)
+CONVOY_P = 0.35
+# near-layer poles: clips with poles, poles per clip, width (share of W), image-speed factor
+POLE_P = 0.7
+POLES = (1, 2)
+POLE_WIDTH = (0.06, 0.14)
+PARALLAX = (1.5, 2.5)
+# swaying background regions: clips with them, regions per clip, size (share of sqrt(H*W)),
+# oscillation amplitude (px at 64x128) and flicker amplitude (grey levels)
+SWAY_P = 0.6
+SWAYS = (1, 2)
+SWAY_SIZE = (0.25, 0.45)
+SWAY_AMP = (1.0, 2.5)
+FLICKER_AMP = 18.0
+TEXTURE_KINDS = ("flat", "stripes", "checker", "dots", "noise", "grain")
+
+
+# ------------------------------------------------------------------------------------------
+# the one texture distribution
+# ------------------------------------------------------------------------------------------
+
+
+def _colour(rng) -> np.ndarray:
+    """One RGB colour (float32 [3], 0..255): any hue, saturation 0..1, value 0.15..1."""
+    hsv = np.array(
+        [[[rng.uniform(0, 180), rng.uniform(0.0, 1.0) * 255, rng.uniform(0.15, 1.0) * 255]]],
+        np.float32,
+    ).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def texture(rng, h: int, w: int, scale: float) -> np.ndarray:
+    """A texture patch uint8 [h,w,3] from the distribution shared by objects and background:
+    two colours mixed by a pattern (flat, stripes, checker, dots, noise, wood grain), fine noise
+    and a shading gradient."""
+    base = _colour(rng)
+    second = _colour(rng) if rng.random() < 0.5 else np.clip(base * rng.uniform(0.4, 0.8), 0, 255)
+    kind = TEXTURE_KINDS[int(rng.integers(len(TEXTURE_KINDS)))]
+    if kind == "grain":
+        yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
+        warp = 3.0 * scale * _value_noise(rng, h, w, 6.0 * scale, 2)
+        pat = 0.5 + 0.5 * np.sin((yy + warp) * 2 * np.pi / (rng.uniform(2.5, 5.0) * scale))
+    else:
+        pat = _pattern(rng, h, w, scale, kind)
+    img = base[None, None] * (1 - pat[..., None]) + second[None, None] * pat[..., None]
+    img += rng.uniform(4.0, 20.0) * _value_noise(rng, h, w, 1.5, 2)[..., None]
+    g = np.linspace(-1, 1, w, dtype=np.float32)[None, :, None] * rng.uniform(-12, 12)
+    return np.clip(img + g, 0, 255).astype(np.uint8)
+
+
+def _mosaic(rng, ch: int, cw: int, scale: float) -> np.ndarray:
+    """The far background: a Voronoi mosaic of textured cells, uint8 [ch,cw,3]."""
+    side = rng.uniform(*CELL_SIDE) * scale
+    n = max(2, int(round(ch * cw / side**2)))
+    seeds = rng.uniform([0, 0], [cw, ch], (n, 2)).astype(np.float32)  # [n,2] (x, y)
+    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
+    best = np.full((ch, cw), np.inf, np.float32)
+    cell = np.zeros((ch, cw), np.int32)
+    for i, (sx, sy) in enumerate(seeds):
+        d = (xx - sx) ** 2 + (yy - sy) ** 2
+        closer = d < best
+        best[closer] = d[closer]
+        cell[closer] = i
+    img = np.empty((ch, cw, 3), np.uint8)
+    for i in range(n):
+        ys, xs = np.nonzero(cell == i)
+        if len(ys) == 0:
+            continue
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        tex = texture(rng, y1 - y0, x1 - x0, scale)
+        img[ys, xs] = tex[ys - y0, xs - x0]
+    return img
+
+
+# ------------------------------------------------------------------------------------------
+# objects
+# ------------------------------------------------------------------------------------------
+
+
+def _object(rng, cfg, T, H, W, scale, cams, direction, speed=None, size=None, start=None):
+    """One textured object; ``direction`` None = static. Returns (_Object, (w, h), start)."""
+    diag = np.sqrt(H * W)
+    if size is None:
+        s = rng.uniform(cfg.min_size_frac, cfg.max_size_frac) * diag
+        aspect = rng.uniform(0.55, 1.0)
+        w, h = (s, s * aspect) if rng.random() < 0.5 else (s * aspect, s)
+        size = (max(3, int(round(w))), max(3, int(round(h))))
+    w, h = size
+    kind = ("ellipse", "rectangle", "polygon", "star")[int(rng.integers(4))]
+    mask = _shape_mask(rng, kind, h, w)
+    colour = texture(rng, h, w, scale)
+    view = _frame0_view(cams, H, W)
+    if start is None:
+        start = (
+            rng.uniform(view[0] + 0.1 * view[2], view[0] + 0.9 * view[2]),
+            rng.uniform(view[1] + 0.1 * view[3], view[1] + 0.9 * view[3]),
+        )
+    scfg = cfg
+    if speed is not None:  # _trajectory draws speed in [0.4, 1] * max_speed_px: pin it
+        scfg = _FixedSpeed(speed / scale)
+    pos, moves = _trajectory(rng, scfg, T, (w, h), start, view, scale, direction)
+    return _Object(mask, colour, pos, moves), (w, h), start
+
+
+class _FixedSpeed:
+    """A stand-in config for _trajectory whose speed draw lands in a narrow band around
+    ``speed`` (uniform(0.4, 1.0) * max_speed_px with max_speed_px = speed / 0.7)."""
+
+    def __init__(self, speed: float):
+        self.max_speed_px = speed / 0.7
+
+
+def _objects(rng, cfg, T, H, W, scale, cams) -> list[_Object]:
+    n_obj = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
+    objects: list[_Object] = []
+    while len(objects) < n_obj:
+        moving = rng.random() < cfg.moving_share
+        direction = _random_direction(rng) if moving else None
+        speed = None
+        if moving and rng.random() < SLOW_P:
+            speed = rng.uniform(*SLOW_SPEED) * scale
+        ob, (w, h), start = _object(rng, cfg, T, H, W, scale, cams, direction, speed)
+        objects.append(ob)
+        if moving and len(objects) < n_obj and rng.random() < CONVOY_P:
+            # a companion touching the leader side by side (perpendicular to the motion), same
+            # velocity: flow sees one moving blob, GT two objects
+            px, py = -direction[1], direction[0]
+            sgn = rng.choice([-1.0, 1.0])
+            gap = 0.5 * (abs(px) * w + abs(py) * h) * 1.6  # centre distance: about touching
+            lead = ob.pos[0] + (w / 2, h / 2)  # the leader's frame-0 centre (after any shift)
+            c2 = (lead[0] + sgn * px * gap, lead[1] + sgn * py * gap)
+            size2 = (max(3, int(w * rng.uniform(0.7, 1.0))), max(3, int(h * rng.uniform(0.7, 1.0))))
+            mate, _, _ = _object(rng, cfg, T, H, W, scale, cams, None, None, size2, c2)
+            # same path as the leader: offset its positions by the leader's displacement
+            mate.pos = mate.pos[:1] + (ob.pos - ob.pos[:1])
+            mate.moves = ob.moves.copy()
+            objects.append(mate)
+    order = rng.permutation(len(objects))  # depth order independent of motion
+    return [objects[i] for i in order]
+
+
+# ------------------------------------------------------------------------------------------
+# background motion: swaying regions and near-layer poles
+# ------------------------------------------------------------------------------------------
+
+
+def _sways(rng, ch, cw, scale, cams, H, W) -> list[tuple]:
+    """Regions of the far layer whose texture oscillates and flickers: (mask [ch,cw] bool,
+    texture uint8 [ch,cw,3], amplitude vector px, phase, angular speed, flicker phase)."""
+    if rng.random() >= SWAY_P:
+        return []
+    view = _frame0_view(cams, H, W)
+    out = []
+    for _ in range(int(rng.integers(SWAYS[0], SWAYS[1] + 1))):
+        r = rng.uniform(*SWAY_SIZE) * np.sqrt(H * W) / 2
+        cx = rng.uniform(view[0], view[0] + view[2])
+        cy = rng.uniform(view[1], view[1] + view[3])
+        m = np.zeros((ch, cw), np.uint8)
+        axes = (max(2, int(r * rng.uniform(0.7, 1.3))), max(2, int(r * rng.uniform(0.5, 1.0))))
+        cv2.ellipse(m, (int(cx), int(cy)), axes, rng.uniform(0, 180), 0, 360, 1, -1)
+        amp = rng.uniform(*SWAY_AMP) * scale * np.array(_random_direction(rng))
+        tex = texture(rng, ch, cw, scale)
+        out.append((m.astype(bool), tex, amp, rng.uniform(0, 2 * np.pi),
+                    rng.uniform(0.9, 1.6), rng.uniform(0, 2 * np.pi)))  # fmt: skip
+    return out
+
+
+def _apply_sways(canvas, sways, t) -> None:
+    for mask, tex, amp, phase, omega, fphase in sways:
+        d = amp * np.sin(omega * t + phase)
+        m = np.array([[1, 0, d[0]], [0, 1, d[1]]], np.float32)
+        moved = cv2.warpAffine(tex, m, (tex.shape[1], tex.shape[0]),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        flick = FLICKER_AMP * np.sin(1.7 * omega * t + fphase)
+        canvas[mask] = np.clip(moved[mask].astype(np.float32) + flick, 0, 255).astype(np.uint8)
+
+
+def _poles(rng, cams, H, W, scale):
+    """The near layer: (canvas uint8 [ph,pw,3], alpha bool [ph,pw], cams [T,3]) or None."""
+    if rng.random() >= POLE_P:
+        return None
+    f = rng.uniform(*PARALLAX)
+    near = cams.copy()
+    near[:, :2] = cams[0, :2] + f * (cams[:, :2] - cams[0, :2])
+    near[:, 2] = 1.0 + f * (cams[:, 2] - 1.0)
+    x0, y0, cw, ch = _canvas_box(near, H, W, pad=int(np.ceil(4 * scale)) + 2)
+    near[:, 0] -= x0
+    near[:, 1] -= y0
+    img = np.zeros((ch, cw, 3), np.uint8)
+    alpha = np.zeros((ch, cw), np.uint8)
+    v0 = near[0, 0] - W / 2 / near[0, 2]
+    for _ in range(int(rng.integers(POLES[0], POLES[1] + 1))):
+        pw = max(2, int(rng.uniform(*POLE_WIDTH) * W))
+        xc = rng.uniform(v0, v0 + W / near[0, 2])
+        tilt = rng.uniform(-0.15, 0.15) * ch
+        pts = np.array([[xc - pw / 2 + tilt, 0], [xc + pw / 2 + tilt, 0],
+                        [xc + pw / 2 - tilt, ch - 1], [xc - pw / 2 - tilt, ch - 1]])  # fmt: skip
+        m = np.zeros((ch, cw), np.uint8)
+        cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1)
+        tex = texture(rng, ch, cw, scale)
+        img[m > 0] = tex[m > 0]
+        alpha |= m
+    return img, alpha, near
+
+
+# ------------------------------------------------------------------------------------------
+# the clip
+# ------------------------------------------------------------------------------------------
+
+
+def generate_video_v2(
+    cfg: SyntheticConfig, height: int, width: int, split: str, index: int
+) -> SyntheticVideo:
+    """Render clip ``index`` of ``split`` (version 2); deterministic from (seed, split, index)."""
+    rng = split_seed(cfg.seed, f"v2/{split}", index)
+    T = cfg.frames_per_video
+    scale = float(np.sqrt(height * width / REFERENCE_AREA))
+    camera_motion = bool(rng.random() < cfg.camera_motion_share) and T > 1
+    cams = _camera_path(rng, cfg, T, height, width, scale, camera_motion)  # [T,3]: cx, cy, zoom
+    x0, y0, cw, ch = _canvas_box(cams, height, width, pad=int(np.ceil(4 * scale)) + 2)
+    cams[:, 0] -= x0
+    cams[:, 1] -= y0
+    background = _mosaic(rng, ch, cw, scale)
+    sways = _sways(rng, ch, cw, scale, cams, height, width)
+    objects = _objects(rng, cfg, T, height, width, scale, cams)
+    poles = _poles(rng, cams, height, width, scale)
+    frames = np.empty((T, height, width, 3), np.uint8)
+    gt = np.empty((T, height, width), np.int32)
+    for t in range(T):
+        canvas = background.copy()
+        _apply_sways(canvas, sways, t)
+        ids = np.zeros((ch, cw), np.int32)
+        for k, ob in enumerate(objects, start=1):  # list order = depth order (last on top)
+            _paste(canvas, ids, ob, t, k)
+        frames[t], gt[t] = _view(canvas, ids, cams[t], height, width, camera_motion)
+        if poles is not None:  # the near layer occludes everything behind it
+            img, alpha, near = poles
+            p_img, p_alpha = _view(img, alpha, near[t], height, width, camera_motion)
+            cover = p_alpha > 0
+            frames[t][cover] = p_img[cover]
+            gt[t][cover] = 0
+    noise = rng.normal(0.0, SENSOR_NOISE_STD, frames.shape).astype(np.float32)
+    frames = np.clip(frames + noise, 0, 255).astype(np.uint8)
+    moving = np.zeros((T, len(objects) + 1), bool)
+    for k, ob in enumerate(objects, start=1):
+        if T > 1:
+            moving[:-1, k] = ob.moves
+            moving[-1, k] = ob.moves[-1]
+    return SyntheticVideo(
+        frames=frames,
+        gt=gt,
+        moving=moving,
+        camera_motion=camera_motion,
+        video_id=f"synthetic-v2-{split}-{index:06d}",
+    )
