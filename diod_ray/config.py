@@ -121,7 +121,11 @@ class DataConfig:
     s3_endpoint_url: str = ""
     s3_region: str = ""
     prefetch_batches: int = 2
-    shuffle_seed: int = 0
+    # seed of the training data order and augmentation; -1 = derive it from run.seed (so a
+    # sweep over run.seed varies the data too); an explicit value fixes the data across seeds
+    shuffle_seed: int = -1
+    # clips in the worker's seeded shuffle buffer that mixes clips across part files
+    shuffle_buffer_clips: int = 32
     # colour order fed to the network: "rgb" (ours) or "bgr" (the reference never converts)
     colour_order: Literal["rgb", "bgr"] = "rgb"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -249,6 +253,10 @@ class RunConfig:
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     channels_last: bool = True
     seed: int = 0
+    # GPU: cudnn.benchmark off, torch.use_deterministic_algorithms(True), CUBLAS_WORKSPACE_CONFIG
+    # (ray.train.torch.enable_reproducibility); off keeps cudnn.benchmark on. CPU runs are
+    # deterministic either way (docs/performance.md, "Deterministic runs")
+    deterministic: bool = False
     max_failures: int = 0
     checkpoint_every_steps: int = 200
     num_to_keep: int = 2
