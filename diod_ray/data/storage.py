@@ -54,15 +54,13 @@ def _s3_filesystem(data_cfg: DataConfig | None) -> pafs.S3FileSystem:
         "request_timeout": 60.0,
         "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3),
     }
-    # keys present in this process's AWS environment travel inside the (pickled) filesystem, so
-    # Ray workers started before the variables were set, or on other nodes, sign requests the
-    # same way; without them pyarrow uses the default chain (profile, instance role) everywhere
-    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if key and secret:
-        kwargs["access_key"] = key
-        kwargs["secret_key"] = secret
-        if os.environ.get("AWS_SESSION_TOKEN"):
-            kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
+    # No access_key / secret_key / session_token here, ever: the filesystem is pickled into Ray
+    # tasks and into Tune/Train experiment state (RunConfig.storage_filesystem -> tuner.pkl,
+    # basic-variant-state-*.json on the run's storage), so explicit keys would be written to
+    # storage and frozen (an expiring session token would outlive its refresh). Each process
+    # resolves credentials itself through the AWS default chain: environment variables, shared
+    # profile, web identity (IRSA), container / instance role. On a cluster every node therefore
+    # needs them in its own environment (cluster/README.md: a Kubernetes Secret or an IAM role).
     endpoint = s3_endpoint(data_cfg)
     region = s3_region(data_cfg)
     if endpoint:
