@@ -139,3 +139,107 @@ def test_synthetic_preset_object_sizes():
     fracs = np.array(fracs)
     # not tiny, not filling the frame
     assert np.median(fracs) > 0.015 and fracs.max() < 0.25
+
+
+# ------------------------------------------------------------------------------------------
+# version 1 stays reproducible; version 2 has the conditions DIOD's claim depends on
+# ------------------------------------------------------------------------------------------
+
+
+def test_version_1_is_unchanged():
+    """synthetic-v1 / smoke-v1 folders regenerate as they were: GT ids and moving flags bit for
+    bit (hashes taken before version 2 existed), frames to the same mean."""
+    import hashlib
+
+    for i, (digest, mean) in enumerate([("4566f4db1fa2e1e4", 124.37), ("73a203723c99ba09", 98.31)]):
+        v = generate_video(SyntheticConfig(), H, W, "train", i)
+        got = hashlib.sha256(v.gt.tobytes() + v.moving.tobytes()).hexdigest()[:16]
+        assert got == digest and abs(float(v.frames.mean()) - mean) < 0.05
+        assert v.video_id == f"synthetic-tabletop-train-{i:06d}"
+
+
+def _v2(**kw):
+    return SyntheticConfig(version=2, **kw)
+
+
+def test_v2_deterministic_and_distinct_from_v1():
+    a = generate_video(_v2(), H, W, "val", 2)
+    b = generate_video(_v2(), H, W, "val", 2)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.gt, b.gt)
+    assert a.video_id == "synthetic-v2-val-000002"
+    assert not np.array_equal(a.frames, generate_video(_v2(), H, W, "test", 2).frames)
+    G = a.moving.shape[1] - 1
+    assert a.gt.max() <= G and not a.moving[:, 0].any()
+
+
+def _colour_separability(cfg, n=24) -> float:
+    """Balanced accuracy of a per-pixel colour classifier (object vs background): a Bayes
+    classifier on 8x8x8 RGB histograms fitted on the first half of the clips, scored on the
+    second half. 0.5 = colour says nothing."""
+    vids = _clips(cfg, n)
+    q = [(v.frames[0] // 32).reshape(-1, 3).astype(int) @ [64, 8, 1] for v in vids]
+    fg = [(v.gt[0] > 0).ravel() for v in vids]
+    half = n // 2
+    h_fg = np.bincount(np.concatenate([c[f] for c, f in zip(q[:half], fg[:half])]), minlength=512)
+    h_bg = np.bincount(np.concatenate([c[~f] for c, f in zip(q[:half], fg[:half])]), minlength=512)
+    p_fg, p_bg = (h_fg + 1) / (h_fg.sum() + 512), (h_bg + 1) / (h_bg.sum() + 512)
+    pred = np.concatenate([p_fg[c] > p_bg[c] for c in q[half:]])
+    truth = np.concatenate(fg[half:])
+    return 0.5 * (pred[truth].mean() + (~pred[~truth]).mean())
+
+
+def test_v2_foreground_not_separable_by_colour():
+    assert _colour_separability(SyntheticConfig()) > 0.75  # v1: colour gives objects away
+    assert _colour_separability(_v2()) < 0.6
+
+
+def test_v2_static_objects_are_the_kinds_of_moving_ones():
+    """Size and colour statistics of static and moving objects agree."""
+    stats = {True: [], False: []}
+    for v in _clips(_v2(camera_motion_share=0.0), 32):
+        area = np.bincount(v.gt[0].ravel(), minlength=v.moving.shape[1])
+        for k in range(1, v.moving.shape[1]):
+            if area[k] >= 20:
+                sat = v.frames[0][v.gt[0] == k].astype(float)
+                stats[bool(v.moving[0, k])].append((area[k], (sat.max(1) - sat.min(1)).mean()))
+    mov, sta = np.array(stats[True]), np.array(stats[False])
+    assert len(mov) > 40 and len(sta) > 30
+    assert abs(np.median(mov[:, 0]) / np.median(sta[:, 0]) - 1) < 0.35  # object area
+    assert abs(np.median(mov[:, 1]) - np.median(sta[:, 1])) < 20  # chroma (max - min RGB)
+
+
+def test_v2_flow_masks_carry_real_video_noise():
+    """Masks from the real flow pipeline: spurious segments on the background (parallax poles,
+    swaying regions), missed slow movers, merged convoys - each far above version 1."""
+    from diod_ray.data.mask_quality import MaskQuality
+    from diod_ray.data.motion import motion_masks
+
+    cfg = load_preset("synthetic")
+    d = cfg.data
+    out = {}
+    for version in (1, 2):
+        s = dataclasses.replace(d.synthetic, version=version)
+        q = MaskQuality(d.min_mask_pixels)
+        for v in _clips(s, 20, split="test"):
+            q.update(v.gt, v.moving, motion_masks(v.frames, d.flow, d.min_mask_pixels))
+        out[version] = q.summary()
+    v1, v2 = out[1], out[2]
+    assert v2["static_recall"] == 0.0
+    assert v2["spurious_per_frame"] > max(0.5, 2.5 * v1["spurious_per_frame"])
+    assert 0.15 < v2["moving_recall"] < v1["moving_recall"] - 0.1
+    assert v2["merged_share"] > max(0.1, v1["merged_share"])  # convoys
+    assert v2["segment_precision"] < v1["segment_precision"] - 0.15
+
+
+def test_v2_has_slow_movers():
+    """Some movers move less than the flow threshold (0.8 px/frame): missed by the masks."""
+    slow = 0
+    for v in _clips(_v2(camera_motion_share=0.0), 24):
+        for k in range(1, v.moving.shape[1]):
+            ys, xs = np.nonzero(v.gt[0] == k)
+            ys1, xs1 = np.nonzero(v.gt[-1] == k)
+            if v.moving[:-1, k].all() and len(ys) > 30 and len(ys) == len(ys1):  # fully visible
+                # sprites are pasted at whole pixels: a slow one steps 0 or 1 px per frame
+                shift = np.hypot(xs1.mean() - xs.mean(), ys1.mean() - ys.mean())
+                slow += bool(shift / (len(v.gt) - 1) < 0.8)
+    assert slow >= 3

@@ -53,19 +53,19 @@ from diod_ray.data.synthetic import (
 # far background: one mosaic cell per this many px (at 64x128) of the frame's side, on average
 CELL_SIDE = (36.0, 64.0)
 # share of the movers that move slower than the flow can see (px/frame at 64x128)
-SLOW_P = 0.2
+SLOW_P = 0.15
 SLOW_SPEED = (0.15, 0.55)
 # share of the movers that get a touching companion with the same velocity (merged masks)
-CONVOY_P = 0.35
+CONVOY_P = 0.3
 # near-layer poles: clips with poles, poles per clip, width (share of W), image-speed factor
-POLE_P = 0.7
+POLE_P = 0.5
 POLES = (1, 2)
-POLE_WIDTH = (0.06, 0.14)
+POLE_WIDTH = (0.04, 0.1)
 PARALLAX = (1.5, 2.5)
 # swaying background regions: clips with them, regions per clip, size (share of sqrt(H*W)),
 # oscillation amplitude (px at 64x128) and flicker amplitude (grey levels)
-SWAY_P = 0.6
-SWAYS = (1, 2)
+SWAY_P = 0.5
+SWAYS = (1, 1)
 SWAY_SIZE = (0.25, 0.45)
 SWAY_AMP = (1.0, 2.5)
 FLICKER_AMP = 18.0
@@ -182,9 +182,11 @@ def _objects(rng, cfg, T, H, W, scale, cams) -> list[_Object]:
             # a companion touching the leader side by side (perpendicular to the motion), same
             # velocity: flow sees one moving blob, GT two objects
             px, py = -direction[1], direction[0]
-            sgn = rng.choice([-1.0, 1.0])
-            gap = 0.5 * (abs(px) * w + abs(py) * h) * 1.6  # centre distance: about touching
+            gap = 0.5 * (abs(px) * w + abs(py) * h) * 1.3  # centre distance: overlapping a little
             lead = ob.pos[0] + (w / 2, h / 2)  # the leader's frame-0 centre (after any shift)
+            view = _frame0_view(cams, H, W)
+            inward = (view[0] + view[2] / 2 - lead[0]) * px + (view[1] + view[3] / 2 - lead[1]) * py
+            sgn = 1.0 if inward >= 0 else -1.0  # on the side facing the view's centre
             c2 = (lead[0] + sgn * px * gap, lead[1] + sgn * py * gap)
             size2 = (max(3, int(w * rng.uniform(0.7, 1.0))), max(3, int(h * rng.uniform(0.7, 1.0))))
             mate, _, _ = _object(rng, cfg, T, H, W, scale, cams, None, None, size2, c2)
