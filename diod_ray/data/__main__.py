@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="render the synthetic benchmark into shards")
     add_config_args(g)
-    g.add_argument("--split", required=True, help="train or test")
+    g.add_argument("--split", required=True, help="train, val or test")
     g.add_argument("--out", default=None, help="URI (default: data.uri of the config)")
     g.add_argument("--clips", type=int, default=None, help="videos to render (default: config)")
     g.add_argument("--workers", type=int, default=None, help="process pool size (default: auto)")
@@ -32,7 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--layout", required=True, choices=["kitti", "tri-pd", "movi-e", "frames"])
     c.add_argument("--src", required=True, help="source folder")
     c.add_argument("--out", required=True, help="URI: local path or s3://bucket/prefix")
-    c.add_argument("--split", default="train", help="train (motion masks) or test (with GT)")
+    c.add_argument("--split", default="train", help="train (motion masks), or test / val (with GT)")
+    c.add_argument(
+        "--moving-flags",
+        choices=["derive", "none"],
+        default="derive",
+        help="eval splits whose source has GT but no moving flags: derive them from GT and "
+        "flow (default) or leave them out",
+    )
     c.add_argument("--stride", type=int, default=None, help="train clip stride (default: clip_len)")
     c.add_argument("--clips-per-file", type=int, default=16)
     c.add_argument("--overwrite", action="store_true", help="replace an existing split")
@@ -81,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 overwrite=args.overwrite,
                 clips_per_file=args.clips_per_file,
                 progress=not args.no_progress,
+                moving_flags=args.moving_flags,
             )
             print(json.dumps({"uri": args.out, **_brief(manifest)}))
         elif args.command == "inspect":

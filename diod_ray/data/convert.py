@@ -30,14 +30,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from diod_ray.config import Config
 from diod_ray.data.augment import resize_frames
 from diod_ray.data.errors import SourceError
-from diod_ray.data.schema import MAX_MASK_ID, Clip
+from diod_ray.data.mask_ids import (  # noqa: F401 - decode_kitti_instances re-exported
+    decode_kitti_instances,
+    read_mask,
+    relabel_per_frame,
+    relabel_video,
+)
+from diod_ray.data.schema import Clip
 from diod_ray.data.shards import ShardWriter
 from diod_ray.data.video_io import IMAGE_SUFFIXES, read_frames, read_image
 
@@ -70,30 +75,6 @@ class SourceVideo:
 
 def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """An instance-id PNG (8 or 16 bit) -> int32 [H,W]; colour-coded masks get one id per colour."""
-    if not path.exists():
-        raise SourceError(
-            "mask missing", file=str(path), expected="a mask PNG named like its frame"
-        )
-    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if m is None:
-        raise SourceError("unreadable mask", file=str(path), expected="an instance-id PNG")
-    if m.ndim == 3:
-        flat = m[..., :3].reshape(-1, 3).astype(np.int64)
-        key = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
-        uniq, inv = np.unique(key, return_inverse=True)
-        # black stays background; other colours become 1..n in colour order
-        ids = np.arange(len(uniq)) + (0 if uniq[0] == 0 else 1)
-        m = ids[inv].reshape(m.shape[:2])
-    m = m.astype(np.int64)
-    if m.max() > MAX_MASK_ID:
-        raise SourceError(
-            f"mask id {m.max()} too large", file=str(path), expected=f"<= {MAX_MASK_ID}"
-        )
-    return m.astype(np.int32)
 
 
 def _stack(arrays: list[np.ndarray], files: list[Path], what: str) -> np.ndarray:
@@ -131,40 +112,6 @@ def _check_pair(frames: np.ndarray, masks: np.ndarray, what: str, where: str) ->
             file=where,
             expected=f"one mask per frame of the frames' size {frames.shape[:3]}",
         )
-
-
-# ------------------------------------------------------------------------------------------
-# Mask id handling
-# ------------------------------------------------------------------------------------------
-
-
-def relabel_per_frame(masks: np.ndarray, min_pixels: int) -> np.ndarray:
-    """Per frame: drop instances with <= ``min_pixels`` px, ids made contiguous 1..n (reference)."""
-    out = np.zeros_like(masks, dtype=np.int32)
-    for t, m in enumerate(masks):
-        ids, counts = np.unique(m, return_counts=True)
-        keep = [i for i, c in zip(ids, counts) if i != 0 and c > min_pixels]
-        for new, old in enumerate(keep, start=1):
-            out[t][m == old] = new
-    return out
-
-
-def relabel_video(masks: np.ndarray, first_min_pixels: int) -> np.ndarray:
-    """One id mapping for the whole video: an instance gets the next id the first time it covers
-    more than ``first_min_pixels`` px, then keeps it in later frames whatever its size."""
-    mapping: dict[int, int] = {}
-    out = np.zeros_like(masks, dtype=np.int32)
-    for t, m in enumerate(masks):
-        ids, counts = np.unique(m, return_counts=True)
-        for i, c in zip(ids, counts):
-            if i != 0 and i not in mapping and c > first_min_pixels:
-                mapping[int(i)] = len(mapping) + 1
-        if mapping:
-            keys = np.array(sorted(mapping))  # sorted source ids
-            vals = np.array([mapping[k] for k in keys], np.int32)
-            idx = np.clip(np.searchsorted(keys, m), 0, len(keys) - 1)
-            out[t] = np.where(keys[idx] == m, vals[idx], 0)
-    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -210,22 +157,6 @@ def videos_tripd(src: Path, split: str, cfg: Config) -> Iterator[SourceVideo]:
                 gt = _tripd_prep(read_masks_like(ari, files).astype(np.uint16), nearest=True)
                 _check_pair(frames, gt, "ari_masks", str(ari))
                 yield SourceVideo(vid, frames, gt=gt.astype(np.int32), source="tri-pd")
-
-
-def decode_kitti_instances(m: np.ndarray) -> np.ndarray:
-    """Official KITTI instance map -> instance ids [H,W] int32 (0 = background).
-
-    The official PNGs store ``class * 256 + instance``: a pixel with instance 0 belongs to a
-    "stuff" class (road, sky, ...) and is background; each distinct (class, instance) value is
-    one object, numbered 1..n in value order. Maps whose values are all < 256 are already plain
-    instance ids (DOM's converted test set) and are returned unchanged.
-    """
-    if m.max() < 256:
-        return m.astype(np.int32)
-    objects = np.where(m % 256 == 0, 0, m)
-    values, ids = np.unique(objects, return_inverse=True)
-    ids = ids.reshape(m.shape) + (0 if values[0] == 0 else 1)
-    return ids.astype(np.int32)
 
 
 def videos_kitti(src: Path, split: str, cfg: Config) -> Iterator[SourceVideo]:
@@ -348,10 +279,15 @@ _LAYOUT_READERS = {
 
 
 def video_to_clips(
-    video: SourceVideo, cfg: Config, split: str, stride: int | None = None
+    video: SourceVideo,
+    cfg: Config,
+    split: str,
+    stride: int | None = None,
+    moving_flags: str = "derive",
 ) -> list[Clip]:
     """Resize to the config resolution, fill in motion masks from flow where the source has none,
-    normalise GT ids, and cut clips of ``data.clip_len`` frames."""
+    normalise GT ids, derive moving flags where GT has none (``moving_flags="derive"``, videos of
+    2+ frames; :mod:`diod_ray.data.moving_flags`), and cut clips of ``data.clip_len`` frames."""
     from diod_ray.data.motion import motion_masks
 
     d = cfg.data
@@ -382,6 +318,11 @@ def video_to_clips(
             f"video {video.video_id!r} has no GT",
             expected="GT masks for an eval split (gt/, ari_masks/, instance/)",
         )
+    gt_moving = video.gt_moving
+    if gt is not None and gt_moving is None and moving_flags == "derive" and n > 1:
+        from diod_ray.data.moving_flags import derive_moving
+
+        gt_moving = derive_moving(frames, gt, d.flow)  # whole video: flow across clip cuts
     length = min(d.clip_len, n) if d.clip_len > 0 else n
     step = stride if (stride and split == "train") else length
     clips = []
@@ -394,7 +335,7 @@ def video_to_clips(
                 frames=frames[sl],
                 motion=motion[sl],
                 gt=None if gt is None else gt[sl],
-                gt_moving=None if video.gt_moving is None else video.gt_moving[sl],
+                gt_moving=None if gt_moving is None else gt_moving[sl],
                 frame_start=start,
                 source=video.source,
             )
@@ -413,8 +354,15 @@ def convert(
     overwrite: bool = False,
     clips_per_file: int = 16,
     progress: bool = True,
+    moving_flags: str = "derive",
 ) -> dict:
-    """Convert ``src`` (a ``layout`` tree) into ``<out>/<split>`` shards; returns the manifest."""
+    """Convert ``src`` (a ``layout`` tree) into ``<out>/<split>`` shards; returns the manifest.
+
+    Any split other than ``train`` is an eval split (``test``, ``val``, ...) and needs GT.
+    ``moving_flags``: "derive" (default) computes flags from GT and flow where the source has
+    none, "none" leaves them out (static / moving recall are then null)."""
+    if moving_flags not in ("derive", "none"):
+        raise SourceError(f"unknown moving_flags {moving_flags!r}", expected="derive or none")
     if layout not in LAYOUTS:
         raise SourceError(f"unknown layout {layout!r}", expected=f"one of {LAYOUTS}")
     root = Path(src).expanduser()
@@ -426,7 +374,11 @@ def convert(
         cfg.data,
         clips_per_file=clips_per_file,
         overwrite=overwrite,
-        info={"converter": f"diod_ray.data.convert --layout {layout}", "src": str(root)},
+        info={
+            "converter": f"diod_ray.data.convert --layout {layout}",
+            "src": str(root),
+            "moving_flags": "none" if split == "train" else moving_flags,
+        },
     )
     with writer:
         bar = tqdm(
@@ -434,6 +386,6 @@ def convert(
         )
         with bar:
             for video in _LAYOUT_READERS[layout](root, split, cfg):
-                writer.add_all(video_to_clips(video, cfg, split, stride))
+                writer.add_all(video_to_clips(video, cfg, split, stride, moving_flags))
                 bar.update(1)
     return writer.manifest()

@@ -54,7 +54,7 @@ def motion_masks(frames: np.ndarray, cfg: FlowConfig, min_pixels: int = 0) -> np
         flow = estimator(gray[t], gray[nxt])  # [H*up, W*up, 2] px at flow resolution
         valid = None
         if cfg.camera_model == "affine":
-            flow, valid = _residual_flow(flow, gray[t], gray[nxt], estimator)
+            flow, valid = camera_residual(flow, gray[t], gray[nxt], estimator)
         mag = np.sqrt((flow * flow).sum(-1)) / up  # px at the frame's resolution
         if valid is not None:
             mag[~valid] = 0.0  # no data where the stabilised frame has no pixels
@@ -99,15 +99,16 @@ def _flow_estimator(cfg: FlowConfig):
     raise ValueError(f"data.flow.method: unknown method {cfg.method!r} (farneback or dis)")
 
 
-def _residual_flow(flow, g0, g1, estimator):
+def camera_residual(flow, g0, g1, estimator, fit_mask=None):
     """Flow minus the camera's: ([H,W,2] residual, bool [H,W] valid or None).
 
-    The dominant motion is fitted as an affine model on ``flow``. When it is more than a small
+    The dominant motion is fitted as an affine model on ``flow`` (on the pixels of ``fit_mask``
+    only, when given: e.g. the GT background in ``moving_flags``). When it is more than a small
     shift, frame 1 is warped onto frame 0 with it (stabilisation) and the flow recomputed on the
     stabilised pair: dense estimators underestimate large global motions, and the second pass
     only has the objects' own motion left to find.
     """
-    model = _camera_model(flow)
+    model = _camera_model(flow, fit_mask)
     cam = _affine_flow(model, flow.shape[0], flow.shape[1])
     if np.abs(cam).max() < STABILISE_ABOVE_PX:
         return flow - cam, None
@@ -119,7 +120,8 @@ def _residual_flow(flow, g0, g1, estimator):
     valid = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
     residual = estimator(g0, stab)
     # second, smaller correction: what the first fit missed
-    residual = residual - _affine_flow(_camera_model(residual, valid), H, W)
+    fit = valid if fit_mask is None else valid & fit_mask
+    residual = residual - _affine_flow(_camera_model(residual, fit), H, W)
     return residual, valid
 
 
