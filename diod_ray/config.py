@@ -245,7 +245,10 @@ class RunConfig:
     # a run is (storage_path, name): running the same command again resumes it
     storage_path: str = "~/diod_ray_runs"
     name: str = "diod-synthetic"
-    num_workers: int = 0
+    # Train workers; 0 = Ray Train's in-process local mode, a unit-test tool that keeps
+    # checkpoints in memory only (no resume). 1 by default: one code path with the cluster, and
+    # the same command resumes the run (docs/performance.md, "Main job: one worker")
+    num_workers: int = 1
     use_gpu: bool = False
     # CPUs reserved per Train worker; keep some free for Ray Data's read/augment tasks
     cpus_per_worker: float = 1.0

@@ -14,7 +14,6 @@ import random
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,9 +23,7 @@ import torch
 
 from diod_ray.checkpoint import (
     capture_rng,
-    list_run_checkpoints,
     load_state,
-    persist_run_checkpoint,
     restore_rng,
     save_checkpoint,
 )
@@ -130,23 +127,15 @@ class TrainState:
         self.resumed_from_step = self.step
 
 
-def local_mode(cfg: Config) -> bool:
-    """``run.num_workers=0``: the loop runs in the driver and persists its own checkpoints."""
-    return cfg.run.num_workers == 0
-
-
 def restore(ts: TrainState) -> str:
-    """Resume from this run's own latest checkpoint, else start from ``run.init_from``."""
+    """Resume from this run's latest checkpoint (Ray Train's, under ``(storage_path, name)``,
+    whatever ``run.num_workers`` was), else start from ``run.init_from``. Local mode
+    (``run.num_workers=0``, a unit-test tool) keeps checkpoints in memory only: no resume."""
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
             ts.load(load_state(d))
         return f"resumed at step {ts.step}"
-    if local_mode(ts.cfg):
-        own = list_run_checkpoints(run_uri(ts.cfg), ts.cfg.data)
-        if own:
-            ts.load(load_state(own[-1]))
-            return f"resumed at step {ts.step} from {own[-1]}"
     if ts.cfg.run.init_from:
         ts.load(load_state(ts.cfg.run.init_from), weights_only=ts.cfg.run.init_weights_only)
         # a branch is a new run: its own history starts here, burn-in metrics are re-measured
@@ -342,35 +331,18 @@ def tensorboard_local_dir(cfg: Config) -> str:
 # ============================================================================================
 
 
-# Train's local mode (run.num_workers=0) runs no callbacks, so nothing sees its reports until the
-# fit returns. A sweep trial that runs a local-mode fit sets this to forward every report to Tune
-# as it happens (ASHA needs the per-epoch val/* results); None everywhere else.
-_local_report_sink: Callable[[dict[str, Any]], None] | None = None
-
-
-def set_local_report_sink(sink: Callable[[dict[str, Any]], None] | None) -> None:
-    """Forward every local-mode report's metrics to ``sink`` (None: stop forwarding)."""
-    global _local_report_sink
-    _local_report_sink = sink
-
-
 def report(ts: TrainState, rank: int, metrics: dict[str, Any], with_checkpoint: bool) -> None:
-    """Every rank calls this the same number of times; only rank 0 attaches a checkpoint."""
+    """Every rank calls this the same number of times; only rank 0 attaches a checkpoint.
+
+    ``distill_epoch``: epochs since the start of distillation (0 during burn-in), the clock of
+    the sweeps' ASHA scheduler, so its rungs fall inside distillation (docs/sweeps.md)."""
     metrics = {**metrics, **ts.metrics, "step": ts.step}
-    if _local_report_sink is not None and local_mode(ts.cfg):
-        _local_report_sink(dict(metrics))
+    if isinstance(metrics.get("epoch"), (int, float)):
+        metrics["distill_epoch"] = max(0, int(metrics["epoch"]) - ts.cfg.schedule.burn_in_epochs)
     if with_checkpoint and rank == 0:
         with tempfile.TemporaryDirectory(prefix="diod-ckpt-") as d:
             save_checkpoint(d, ts.to_state())
-            if local_mode(ts.cfg):
-                # Ray's local mode keeps checkpoints in memory only: persist under the run dir
-                cfg = ts.cfg
-                uri = persist_run_checkpoint(
-                    d, run_uri(cfg), ts.step, cfg.run.num_to_keep, cfg.data
-                )
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint(uri))
-            else:
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(metrics, checkpoint=None)
 

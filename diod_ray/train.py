@@ -145,25 +145,13 @@ def write_summary(cfg: Config, summary: dict[str, Any]) -> None:
         os.replace(tmp, uri)
 
 
-def fit_with_retries(cfg: Config):
-    """``trainer.fit()``. Worker groups are restarted by Ray's FailureConfig; in local mode
-    (no worker actors) a failed fit is retried here up to ``run.max_failures`` times, resuming
-    from the run's last checkpoint like Ray would."""
-    attempt = 0
-    while True:
-        try:
-            result = build_trainer(cfg).fit()
-        except Exception as exc:  # noqa: BLE001 - re-raised unless a retry is due
-            if cfg.run.num_workers > 0 or attempt >= cfg.run.max_failures:
-                raise
-            attempt += 1
-            print(
-                f"[diod_ray] local-mode run failed ({exc}); retry {attempt}/{cfg.run.max_failures}"
-            )
-            continue
-        if result.error is not None:
-            raise result.error
-        return result
+def fit(cfg: Config):
+    """``trainer.fit()``: Ray's FailureConfig (``run.max_failures``) restarts a failed worker
+    group from the run's last checkpoint; the result's error, if any, is raised."""
+    result = build_trainer(cfg).fit()
+    if result.error is not None:
+        raise result.error
+    return result
 
 
 def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
@@ -173,7 +161,7 @@ def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
 
         ensure_synthetic(cfg, progress=progress)
     ensure_ray()
-    result = fit_with_retries(cfg)
+    result = fit(cfg)
     summary = summarise(cfg, result)
     write_summary(cfg, summary)
     return summary

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import sys
 
-from diod_ray.sweep import main_for
-from diod_ray.sweep_plan import ABLATION_VARIANTS, ablation_plan
+from diod_ray.sweeps.cli import main_for
+from diod_ray.sweeps.plan import ABLATION_VARIANTS, ablation_plan
 
 
 def add_args(p) -> None:

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from diod_ray.storage_paths import normalise_uri
-from diod_ray.sweep_report import ReportError, write_report
+from diod_ray.sweeps.report import ReportError, write_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Search the confidence threshold p (and optionally the EMA rate and alpha) with Optuna (TPE)
 and an ASHA scheduler whose grace period lies past the end of burn-in.
 
-Objective: final/f1 (max). ASHA compares trials on val/f1 per epoch (``time_attr="epoch"``).
+One objective, val/f1 (max) on the validation split, for Optuna and ASHA; ASHA's clock is the
+epochs of distillation (``distill_epoch``), so its rungs halve the trials several times.
 Without --search-alpha, p and the EMA rate act only in distillation, so every trial branches from
 one shared burn-in run.
 
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import sys
 
-from diod_ray.sweep import main_for, threshold_search
-from diod_ray.sweep_plan import threshold_plan
+from diod_ray.sweeps.cli import main_for, threshold_search
+from diod_ray.sweeps.plan import threshold_plan
 
 
 def add_args(p) -> None:
@@ -41,7 +42,7 @@ def add_args(p) -> None:
 
 def build_plan(args):
     return threshold_plan(
-        args.burn_in, args.distill, args.trials, args.search_alpha, args.search_ema
+        args.burn_in, args.distill, args.trials, args.search_alpha, args.search_ema, args.seeds
     )
 
 

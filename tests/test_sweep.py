@@ -1,31 +1,31 @@
-"""Sweeps: plans and reuse accounting, ASHA grace period, resources, reports (fast), and one
-end-to-end Tune + Train sweep on the smoke preset that is interrupted and resumed (slow)."""
+"""Sweeps: plans and reuse accounting, ASHA rungs, resources and dry runs, statistics and reports
+(fast), and end-to-end Tune sweeps whose trials run Train workers on the smoke preset,
+interrupted and restored, with the number of fits at once measured (slow)."""
 
 from __future__ import annotations
 
 import glob
 import json
 import os
-import time
 
 import pytest
-import ray
-from ray import tune
 
 from diod_ray.config import load_preset
-from diod_ray.sweep_plan import (
+from diod_ray.sweeps.plan import (
     PlanError,
     ablation_plan,
     alpha_burnin_plan,
     asha_grace_period,
     asha_max_t,
+    asha_rungs,
     branch_id,
     kept_checkpoint,
-    max_concurrent_trials,
+    planned_concurrency,
     threshold_plan,
     trial_resources,
 )
-from diod_ray.sweep_report import load_sweep, write_report
+from diod_ray.sweeps.report import load_sweep, write_report
+from diod_ray.sweeps.store import write_json
 
 SWEEPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sweeps")
 
@@ -82,7 +82,7 @@ def test_ablation_and_threshold_plans_share_one_burn_in():
 
 
 def test_control_branch_starts_from_the_stage_burn_in_checkpoint(tmp_path):
-    from diod_ray.sweep import trial_config
+    from diod_ray.sweeps.driver import trial_config
 
     plan = ablation_plan(4, 3, [0], ["final", "more_burn_in"])
     stage = plan.stages[1]
@@ -96,34 +96,63 @@ def test_control_branch_starts_from_the_stage_burn_in_checkpoint(tmp_path):
         "runs": str(tmp_path / "runs"),
     }
     for variant, burn_in, distill in (("final", 4, 3), ("more_burn_in", 7, 0)):
-        config = {**stage.fixed, "run.seed": 0, "_variant": variant, "_sweep": meta}
-        cfg = trial_config(config, f"t-{variant}")
+        config = {**stage.fixed, "run.seed": 0, "_variant": variant}
+        cfg = trial_config(config, meta, f"t-{variant}")
         assert (cfg.schedule.burn_in_epochs, cfg.schedule.distill_epochs) == (burn_in, distill)
+        assert cfg.run.num_workers >= 1  # a sweep trial always trains in Train workers
         assert cfg.run.init_from == kept_checkpoint(str(tmp_path / "burn"), 4)
 
 
-@pytest.mark.parametrize("burn_in,distill", [(400, 500), (3, 4), (1, 1), (10, 0), (2, 3)])
-def test_asha_grace_period_lies_past_burn_in(burn_in, distill):
+@pytest.mark.parametrize(
+    "distill,rf,rungs",
+    [(500, 2, [125, 250]), (4, 2, [1, 2]), (500, 3, [125, 375]), (1, 2, [])],
+)
+def test_asha_rungs_fall_inside_distillation(distill, rf, rungs):
+    """ASHA's clock starts at the distillation branch, so the paper's schedule (400 / 500) and
+    the default threshold sweep (3 / 4) get several rungs, not one median cut past burn-in."""
     cfg = load_preset("tri-pd")
-    cfg.schedule.burn_in_epochs, cfg.schedule.distill_epochs = burn_in, distill
-    grace = asha_grace_period(cfg)
-    assert grace > burn_in  # no trial is judged before distillation has run
-    assert grace <= max(asha_max_t(cfg), burn_in + 1)
-    if (burn_in, distill) == (400, 500):
-        assert grace == 525
+    cfg.schedule.burn_in_epochs = 400 if distill == 500 else 3
+    cfg.schedule.distill_epochs = distill
+    grace, max_t = asha_grace_period(cfg), asha_max_t(cfg)
+    assert max_t == distill and 1 <= grace <= max_t
+    assert asha_rungs(grace, max_t, rf) == rungs
 
 
-def test_concurrency_from_cluster_resources():
-    cfg = load_preset("tri-pd")  # 8 GPU workers per run
-    res = trial_resources(cfg)
-    assert res.total["GPU"] == 8
-    assert max_concurrent_trials({"CPU": 128, "GPU": 16}, res.total) == 2
-    with pytest.raises(PlanError, match="cluster has"):
-        max_concurrent_trials({"CPU": 128, "GPU": 4}, res.total)
-    local = trial_resources(load_preset("smoke"), cpus_per_trial=2)
-    assert local.bundles == [{"CPU": 0.1}] and local.total["CPU"] == 2
-    assert max_concurrent_trials({"CPU": 2, "GPU": 0}, local.total) == 1
-    assert max_concurrent_trials({"CPU": 16, "GPU": 0}, local.total) == 8
+def test_resources_and_concurrency_come_from_the_plan():
+    gpu = load_preset("tri-pd")  # 8 GPU workers per run
+    res = trial_resources(gpu, driver_resource=True)
+    assert res.driver == {"CPU": 0.0, "TRAIN_DRIVER_RESOURCE": 0.01}
+    assert res.workers == [{"CPU": 1.0, "GPU": 1.0}] * 8 and res.total["GPU"] == 8
+    plan = alpha_burnin_plan([0.2, 0.3, 0.4], [200, 300, 400], 500, [0])
+    # on a cluster: every trial of the largest stage; Ray holds what does not fit
+    assert planned_concurrency(plan, res, 0, None) == 9
+    assert planned_concurrency(plan, res, 2, None) == 2
+    local = trial_resources(load_preset("smoke"), driver_resource=False)
+    assert local.driver["CPU"] == 0.0 and local.driver["memory"] > 0  # no driver resource here
+    assert local.workers == [{"CPU": 1.0}] and local.total["CPU"] == 2.0  # worker + data
+    assert planned_concurrency(plan, local, 0, 2.0) == 1
+    assert planned_concurrency(plan, local, 0, 16.0) == 8
+
+
+def test_gpu_dry_run_plans_on_a_cluster_with_no_gpus_up(capsys, tmp_path):
+    """The shipped autoscaling configs start with 0 GPU nodes: the plan is still made, with
+    the resources each trial requests, and nothing is started."""
+    import ray
+
+    threshold_p = _script("threshold_p")
+    ray_was_up = ray.is_initialized()
+    shape = json.dumps({"CPU": 8, "GPU": 0, "TRAIN_DRIVER_RESOURCE": 1})
+    args = ["--dry-run", "--preset", "tri-pd", "--storage", str(tmp_path), "--trials", "8"]
+    rc = threshold_p.main(args + ["--cluster-resources", shape])
+    out = capsys.readouterr().out
+    assert rc == 0 and ray.is_initialized() == ray_was_up
+    summary = json.loads(out[: out.rindex("}") + 1])
+    per_trial = summary["resources"]["per_trial"]
+    assert per_trial["driver"] == {"CPU": 0.0, "TRAIN_DRIVER_RESOURCE": 0.01}
+    assert per_trial["workers"] == [{"CPU": 1.0, "GPU": 1.0}] * 8
+    assert summary["resources"]["max_concurrent_trials"] == 8
+    assert "autoscaler" in summary["resources"]["where"]
+    assert not os.listdir(tmp_path)
 
 
 def test_dry_run_prints_the_reuse_and_starts_nothing(capsys, tmp_path):
@@ -192,8 +221,6 @@ def _trial(tid, params, burn_f1, final_f1, seconds=100.0, status="TERMINATED"):
 
 
 def test_report_regenerates_from_stored_results(tmp_path):
-    from diod_ray.sweep_report import write_json
-
     plan = alpha_burnin_plan([0.2, 0.3], [1, 2], 2, [0])
     root = str(tmp_path / "sw")
     write_json(
@@ -204,7 +231,7 @@ def test_report_regenerates_from_stored_results(tmp_path):
             "preset": "smoke",
             "overrides": {},
             "plan": plan.to_dict(),
-            "resources": {"device": "CPU", "per_trial": {"CPU": 2.0}},
+            "resources": {"device": "CPU", "per_trial": {"total": {"CPU": 2.0}}},
         },
     )
     burn = [
@@ -228,9 +255,10 @@ def test_report_regenerates_from_stored_results(tmp_path):
 
     assert report.main([root]) == 0
     table = open(f"{root}/table.md").read()
-    assert "| 0.3 | 16.9 → 35.4 | 16.9 → 35.4 |" in table
-    assert "| 0.2 | 16.9 → – | 16.9 → – |" in table
-    assert "16.9 → 35.4" in table and "**2 epochs saved**" in table
+    # one seed: n = 1 per cell, no interval
+    assert "| 0.3 | 16.9 (n=1) → 35.4 (n=1) | 16.9 (n=1) → 35.4 (n=1) |" in table
+    assert "| 0.2 | 16.9 (n=1) → – | 16.9 (n=1) → – |" in table
+    assert "**2 epochs saved**" in table
     # (50 s - 10 s of evaluation) / 2 epochs = 20 s per burn-in epoch
     assert "measured 20.00 s per burn-in epoch" in table
     rows = open(f"{root}/trials.csv").read().strip().splitlines()
@@ -241,8 +269,6 @@ def test_report_regenerates_from_stored_results(tmp_path):
 
 
 def test_ablation_report_lays_out_table_4ab(tmp_path):
-    from diod_ray.sweep_report import write_json
-
     plan = ablation_plan(2, 2, [0])
     root = str(tmp_path / "ab")
     write_json(
@@ -255,227 +281,136 @@ def test_ablation_report_lays_out_table_4ab(tmp_path):
     write_json(f"{root}/variants/results.json", {"trials": trials})
     out = write_report(root)
     table = open(out["table"]).read()
-    assert "| one-to-one connection | 30.2 | 30.2 |" in table
-    assert "| end of burn-in | 16.9 | 16.9 |" in table
-    assert "| offline pseudo-labelling | 26.3 | 26.3 |" in table
-    assert "| more burn-in instead (control) | 20.0 | – |" in table
+    assert "| one-to-one connection | 30.2 (n=1) | 30.2 |" in table
+    assert "| end of burn-in | 16.9 (n=1) | 16.9 |" in table
+    assert "| offline pseudo-labelling | 26.3 (n=1) | 26.3 |" in table
+    assert "| more burn-in instead (control) | 20.0 (n=1) | – |" in table
     assert "DIOD minus the control" in table
     assert open(out["plot"], "rb").read(4) == b"\x89PNG"
 
 
 # ---------------------------------------------------------------------------------------------
-# end to end: Tune + Train on the smoke preset, interrupted and resumed (slow)
+# statistics over seeds (no Ray)
 # ---------------------------------------------------------------------------------------------
 
 
-def _event_files(run_dir: str) -> int:
-    return len(glob.glob(os.path.join(run_dir, "tensorboard", "events.out.tfevents.*")))
+def test_t_interval_and_paired_differences():
+    from diod_ray.sweeps.stats import paired, summarise
+
+    s = summarise([10.0, 12.0, 14.0])
+    # mean 12, sd 2, t(0.975, 2) = 4.3027: half-width 4.3027 * 2 / sqrt(3) = 4.968
+    assert (s["n"], s["mean"], s["sd"]) == (3, 12.0, 2.0)
+    assert s["ci_low"] == pytest.approx(12 - 4.968, abs=1e-3)
+    assert s["ci_high"] == pytest.approx(12 + 4.968, abs=1e-3)
+    one = summarise([5.0, None, float("nan")])
+    assert one["n"] == 1 and one["ci_low"] is None and one["sd"] is None
+    # same-seed pairs: a steady gain excludes 0, one that changes sign does not
+    up = paired({0: 3.0, 1: 5.1, 2: 4.0}, {0: 1.0, 1: 3.0, 2: 2.0})
+    assert up["mean"] == pytest.approx(2.0333, abs=1e-3) and up["excludes_0"]
+    mixed = paired({0: 3.0, 1: 1.0, 2: 4.0}, {0: 1.0, 1: 3.0, 2: 2.0})
+    assert not mixed["excludes_0"]
+
+
+def test_ablation_report_gives_intervals_and_paired_differences(tmp_path):
+    plan = ablation_plan(2, 2, [0, 1, 2])
+    root = str(tmp_path / "ab3")
+    write_json(
+        f"{root}/sweep.json",
+        {"kind": "ablations", "name": "ab3", "preset": "smoke", "plan": plan.to_dict()},
+    )
+    trials = []
+    for seed, base in enumerate((0.20, 0.25, 0.22)):
+        for v, gain in (("final", 0.10), ("more_burn_in", 0.01 * (seed - 1))):
+            t = _trial(f"{v}{seed}", {"_variant": v, "run.seed": seed}, base, base + gain)
+            trials.append(t)
+    write_json(f"{root}/variants/results.json", {"trials": trials})
+    out = write_report(root)
+    table = open(out["table"]).read()
+    assert "t-interval" in table and "(n=3)" in table
+    cells = open(out["cells"]).read().splitlines()
+    assert cells[0] == "cell,metric,n,mean,sd,ci_low,ci_high,excludes_0"
+    # DIOD gains exactly 10 points on every seed over its own start: interval [10, 10], marked
+    diff = next(r for r in cells if r.startswith("final - end_of_burn_in,f1"))
+    assert diff.split(",")[2] == "3" and diff.endswith("True")
+    assert "| end of burn-in | 22.3 [" in table and " *" in table
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: Tune trials of Train workers on the smoke preset (slow)
+# ---------------------------------------------------------------------------------------------
+
+
+def _fit_intervals(runs_root: str, interrupted_at: float) -> list[tuple[float, float]]:
+    """(start, end) of every fit the trials recorded; a fit cut off by the interrupt has no end
+    and ends, at the latest, when the interrupted invocation returned."""
+    out = []
+    for f in glob.glob(os.path.join(runs_root, "*", "fits", "*.json")):
+        t = json.loads(open(f).read())
+        out.append((t["start"], t["end"] if t["end"] is not None else interrupted_at))
+    return out
+
+
+def _most_at_once(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    most = now = 0
+    for _, step in events:  # at equal times an end (-1) sorts before a start (+1)
+        now += step
+        most = max(most, now)
+    return most
 
 
 @pytest.mark.slow
-def test_alpha_burnin_sweep_runs_interrupts_and_resumes(ray_session, tmp_path):
-    alpha_burnin = _script("alpha_burnin")
+@pytest.mark.timeout(900)
+def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(ray_session, tmp_path):
+    """The user's path: Train workers holding a CPU each, at most --max-concurrent fits at
+    once (measured from the trials' own fit times), an interrupt after the first trial, and the
+    same command restoring the stage and finishing the sweep without retraining that trial."""
+    import time
 
-    args = [
-        "--preset",
-        "smoke",
-        "--alphas",
-        "0.2",
-        "0.3",
-        "--burn-in",
-        "1",
-        "2",
-        "--distill",
-        "1",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "grid",
-    ]
+    alpha_burnin = _script("alpha_burnin")
+    args = ["--preset", "smoke", "--alphas", "0.2", "0.3", "--burn-in", "1", "--distill", "1"]
+    args += ["--storage", str(tmp_path), "--name", "grid", "--max-concurrent", "1"]
     root = tmp_path / "grid"
-    # 1. interrupted (as by Ctrl+C) after the first burn-in trial finished
     assert alpha_burnin.main(args + ["--stop-after-trials", "1"]) == 3
+    interrupted_at = time.time()
     first = json.loads((root / "burn_in" / "results.json").read_text())
     done = [t for t in first["trials"] if t["status"] == "TERMINATED"]
     assert len(done) == 1 and not first["complete"]
-    done_run = done[0]["train_run"]
-    kept = os.path.join(done_run, "kept", "burn_in_epoch_1", "state.pt")
+    kept = os.path.join(done[0]["train_run"], "kept", "burn_in_epoch_1", "state.pt")
     mtime = os.path.getmtime(kept)
-    # 2. the same command resumes: the finished trial is not trained again
+
     assert alpha_burnin.main(args) == 0
+    assert os.path.getmtime(kept) == mtime  # the finished trial was not trained again
     burn = json.loads((root / "burn_in" / "results.json").read_text())
     assert burn["complete"] and len(burn["trials"]) == 2
-    # local-mode fits stream every report to Tune (what ASHA needs): 2 epochs = 2 results
-    assert [t["metrics"]["training_iteration"] for t in burn["trials"]] == [2, 2]
-    assert [t["epochs_trained"] for t in burn["trials"]] == [2, 2]
-    assert os.path.getmtime(kept) == mtime and _event_files(done_run) == 1
     dist = json.loads((root / "distill" / "results.json").read_text())
-    assert dist["complete"] and len(dist["trials"]) == 4
+    assert dist["complete"] and len(dist["trials"]) == 2
     for t in dist["trials"]:
         m = t["metrics"]
-        assert "burn_in/f1" in m and "final/f1" in m
-        assert m["epoch"] == t["params"]["schedule.burn_in_epochs"] + 1  # branched, then 1 epoch
-        assert t["epochs_trained"] == 1
-    # each (alpha, E) branch started from its alpha's kept checkpoint of epoch E
-    assert {os.path.basename(t["train_run"]).split("-")[0] for t in dist["trials"]} == {"distill"}
-    table = (root / "table.md").read_text()
-    assert "| 0.2 |" in table and "| 0.3 |" in table and "not run" not in table
-    assert len((root / "trials.csv").read_text().strip().splitlines()) == 1 + 6
+        assert "burn_in/f1" in m and "final/f1" in m and m["distill_epoch"] == 1
+        assert m["epoch"] == 2 and t["epochs_trained"] == 1
+    fits = _fit_intervals(str(root / "runs"), interrupted_at)
+    assert len(fits) >= 4 and _most_at_once(fits) == 1
+    for name in ("table.md", "trials.csv", "cells.csv"):
+        assert (root / name).exists()
     assert (root / "alpha_burnin.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
-def test_scheduler_stop_reaches_a_local_mode_trial_and_cancels_its_fit(ray_session, tmp_path):
-    """A local-mode trial reports every epoch to Tune while it runs; when the scheduler stops it
-    (as ASHA does), the fit task is cancelled instead of training on unseen."""
-    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
-
-    from diod_ray.checkpoint import list_run_checkpoints
-    from diod_ray.sweep import trial_driver
-
-    class StopAtEpochOne(FIFOScheduler):
-        def on_trial_result(self, tune_controller, trial, result):
-            return TrialScheduler.STOP if result.get("epoch", 0) >= 1 else TrialScheduler.CONTINUE
-
-    runs = str(tmp_path / "runs")
-    meta = {"preset": "smoke", "overrides": {}, "stage": "s", "runs": runs, "threads": 1}
-    space = {"schedule.burn_in_epochs": 2, "schedule.distill_epochs": 6, "_sweep": meta}
-    tuner = tune.Tuner(
-        trial_driver,
-        param_space=space,
-        tune_config=tune.TuneConfig(scheduler=StopAtEpochOne(), num_samples=1),
-        run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="stop"),
-    )
-    t0 = time.monotonic()
-    (result,) = list(tuner.fit())
-    assert result.error is None
-    assert result.metrics["epoch"] == 1 and "final/f1" not in result.metrics
-    (run_dir,) = glob.glob(os.path.join(runs, "s-*"))
-    time.sleep(8.0)  # a fit left running would go on to 8 epochs and save more checkpoints
-    steps = [int(c.rstrip("/").rsplit("_", 1)[1]) for c in list_run_checkpoints(run_dir)]
-    per_epoch = int(result.metrics["step"])  # the step count at the end of epoch 1
-    # stopped at epoch 1; the trial notices at its next report (epoch 2) and cancels the fit
-    assert max(steps) <= 2 * per_epoch < 8 * per_epoch, (steps, time.monotonic() - t0)
-
-
-def test_trial_slots_bound_holders_and_expire_stale_leases(ray_session):
-    from diod_ray.sweep_slots import TrialSlots
-
-    slots = TrialSlots.remote(1, stale_after_s=0.5)
-    assert ray.get(slots.acquire.remote("a")) and ray.get(slots.acquire.remote("a"))
-    assert not ray.get(slots.acquire.remote("b"))
-    time.sleep(0.7)  # "a" stopped renewing (its process died): its slot is given away
-    assert ray.get(slots.acquire.remote("b"))
-    ray.get(slots.release.remote("b"))
-    assert ray.get(slots.acquire.remote("c"))
-    events = [(t, e) for _, t, e in ray.get(slots.history.remote())]
-    assert events == [
-        ("a", "acquire"),
-        ("a", "expired"),
-        ("b", "acquire"),
-        ("b", "release"),
-        ("c", "acquire"),
-    ]
-    ray.kill(slots)
-
-
-@pytest.mark.slow
-def test_local_mode_trials_take_turns_without_tune_concurrency_limit(ray_session, tmp_path):
-    """Tune starts every restored trial at once; the stage's slots still run one fit at a time."""
-    from diod_ray.sweep import trial_driver
-    from diod_ray.sweep_slots import slots_name, start_slots
-
-    runs = str(tmp_path / "runs")
-    meta = {"preset": "smoke", "overrides": {}, "stage": "s", "runs": runs, "threads": 1}
-    slots = start_slots(slots_name(runs, "s"), 1)
-    space = {
-        "schedule.burn_in_epochs": 1,
-        "schedule.distill_epochs": 0,
-        "run.seed": tune.grid_search([0, 1, 2]),
-        "_sweep": meta,
-    }
-    tuner = tune.Tuner(
-        tune.with_resources(trial_driver, {"cpu": 0.1}),
-        param_space=space,
-        run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="slots"),
-    )
-    results = list(tuner.fit())
-    assert all(r.error is None for r in results)
-    # the trials that queued for the slot say how long, so cost reports can leave it out
-    waits = sorted(r.metrics["sweep/slot_wait_s"] for r in results)
-    assert waits[0] < 2.5 < waits[-1]
-    holders, most = set(), 0
-    for _, trial, event in ray.get(slots.history.remote()):
-        (holders.add if event == "acquire" else holders.discard)(trial)
-        most = max(most, len(holders))
-    assert most == 1 and len(ray.get(slots.history.remote())) == 6
-    ray.kill(slots)
-
-
-@pytest.mark.slow
-def test_trial_running_at_an_interrupt_is_not_counted_finished(ray_session, tmp_path):
-    """Interrupted while one trial trains: that trial stays unfinished in results.json (Tune's
-    in-memory status would say TERMINATED) and the stage is not complete, so a rerun resumes it."""
-    from diod_ray.sweep import run_stage
-    from diod_ray.sweep_plan import Stage
-
-    stage = Stage(
-        name="s",
-        fixed={"schedule.distill_epochs": 0, "run.evaluate_at_end": False},
-        grid={"schedule.burn_in_epochs": [1, 60]},
-        epochs_per_trial=60,
-    )
-    root = str(tmp_path / "sweep")
-    meta = {
-        "kind": "alpha_burnin",
-        "name": "interrupt",
-        "preset": "smoke",
-        "overrides": {},
-        "runs": f"{root}/runs",
-        "stage": "s",
-        "variants": {},
-        "threads": 1,
-    }
-    data = run_stage(
-        stage,
-        root=root,
-        meta=meta,
-        max_concurrent=2,
-        bundles=[{"CPU": 0.1}],
-        stop_after_trials=1,  # SIGUSR1 once the 1-epoch trial is done, the other still training
-    )
-    by_epochs = {t["params"]["schedule.burn_in_epochs"]: t for t in data["trials"]}
-    assert by_epochs[1]["status"] == "TERMINATED"
-    assert by_epochs[60]["status"] != "TERMINATED" and not data["complete"]
-
-
-def test_seconds_per_epoch_leaves_out_evaluation_and_slot_wait():
-    from diod_ray.sweep_report import seconds_per_epoch
-
-    plain = _trial("a", {}, 0.1, 0.2, seconds=100.0)
-    queued = _trial("b", {}, 0.1, 0.2, seconds=400.0)
-    queued["metrics"]["sweep/slot_wait_s"] = 300.0
-    for t in (plain, queued):
-        t["epochs_trained"] = 4
-    # (100 s - the evaluation of 10 s, reported as burn_in/ and final/ alike) / 4 epochs, for both
-    assert seconds_per_epoch({"trials": [plain]}) == pytest.approx(22.5)
-    assert seconds_per_epoch({"trials": [queued]}) == pytest.approx(22.5)
-
-
-@pytest.mark.slow
-def test_threshold_sweep_runs_optuna_with_per_epoch_results(ray_session, tmp_path):
-    """Optuna + ASHA over p on the smoke preset: per-epoch results (no final/* yet) reach both
-    the searcher and ASHA without error, and the report ranks the trials."""
+@pytest.mark.timeout(900)
+def test_threshold_sweep_selects_on_validation(ray_session, tmp_path):
+    """Optuna + ASHA over p on one objective (val/f1) set in TuneConfig: every per-epoch result
+    reaches both without error; ASHA's clock is distill_epoch."""
     threshold_p = _script("threshold_p")
     args = ["--preset", "smoke", "--burn-in", "1", "--distill", "2", "--trials", "2"]
-    args += ["--storage", str(tmp_path), "--name", "tp"]
+    args += ["--storage", str(tmp_path), "--name", "tp", "--max-concurrent", "1"]
     assert threshold_p.main(args) == 0
     root = tmp_path / "tp"
     search = json.loads((root / "search" / "results.json").read_text())
     assert search["complete"] and len(search["trials"]) == 2
     for t in search["trials"]:
         assert 0.5 <= t["params"]["distill.p"] <= 0.99
-        # branch at epoch 1, then 2 epochs: an epoch-2 result with val/f1, then the final one
-        assert t["metrics"]["training_iteration"] >= 2 and "val/f1" in t["metrics"]
-    table = (root / "table.md").read_text()
-    assert "| 1 |" in table and "| 2 |" in table and "grace period 2" in table
+        assert "val/f1" in t["metrics"] and t["metrics"]["distill_epoch"] >= 1
+    sweep = json.loads((root / "sweep.json").read_text())
+    assert sweep["asha"]["metric"] == "val/f1" and sweep["asha"]["time_attr"] == "distill_epoch"
+    assert "val/f1" in (root / "table.md").read_text()

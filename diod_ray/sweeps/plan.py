@@ -1,7 +1,8 @@
 """Sweep plans as plain data: which trials a sweep runs, what it reuses, what it costs.
 
 No Ray here: the plans are built, printed by ``--dry-run`` and tested without a cluster.
-``diod_ray/sweep.py`` turns a plan's stages into Ray Tune experiments.
+:mod:`diod_ray.sweeps.driver` turns a plan's stages into Ray Tune experiments; docs/sweeps.md
+says how a plan maps onto a cluster.
 
 The reuse trick (Table 4(c) and 4(a-b)): a burn-in run to 400 epochs passes through 200 and 300
 on the way, and distillation variants all start from the same end of burn-in. So one burn-in run
@@ -18,27 +19,6 @@ from typing import Any
 
 from diod_ray.config import Config
 
-# CPUs a Tune trial's own process (the Train driver) reserves; the training runs elsewhere:
-# in the Train workers (run.num_workers >= 1) or in a local-mode task (run.num_workers = 0)
-DRIVER_CPUS = 0.1
-# CPUs left free per trial for its Ray Data read/decode tasks (each asks for 1 CPU)
-DATA_CPUS = 1.0
-
-# Table 4 of the paper (TRI-PD test set, F1@50), quoted beside our numbers in the reports
-PAPER_TABLE_4C = {  # (alpha, burn-in epochs) -> (F1 at end of burn-in, F1 after 500 distillation epochs)
-    (0.2, 200): (12.7, 29.3),
-    (0.2, 300): (15.5, 26.2),
-    (0.2, 400): (15.6, 23.6),
-    (0.3, 200): (14.6, 30.7),
-    (0.3, 300): (17.2, 33.9),
-    (0.3, 400): (16.9, 35.4),
-    (0.4, 200): (15.5, 32.7),
-    (0.4, 300): (17.1, 33.5),
-    (0.4, 400): (18.8, 33.7),
-}
-PAPER_TABLE_4A = {"one_to_one": 30.2, "no_motion_masks": 17.8, "final": 35.4}
-PAPER_TABLE_4B = {"end_of_burn_in": 16.9, "offline": 26.3, "final": 35.4}
-
 # Table 4(a)/(b) variants: dotted overrides applied to the distillation branch
 ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
     "final": {},
@@ -49,14 +29,6 @@ ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
     # gain of DIOD over "end of burn-in" can be told apart from the gain of training longer;
     # its schedule depends on the plan's lengths and is filled in by ablation_plan
     "more_burn_in": {},
-}
-ABLATION_LABELS = {
-    "one_to_one": "one-to-one connection",
-    "no_motion_masks": "DIOD (w/o motion masks)",
-    "final": "DIOD (final setting)",
-    "end_of_burn_in": "end of burn-in",
-    "offline": "offline pseudo-labelling",
-    "more_burn_in": "more burn-in instead (control)",
 }
 
 
@@ -272,7 +244,12 @@ def ablation_plan(
 
 
 def threshold_plan(
-    burn_in: int, distill: int, trials: int, search_alpha: bool, search_ema: bool
+    burn_in: int,
+    distill: int,
+    trials: int,
+    search_alpha: bool,
+    search_ema: bool,
+    seeds: list[int] = (0,),
 ) -> SweepPlan:
     """Optuna over p (and optionally the EMA rate, alpha). p and the EMA rate act only in
     distillation, so without alpha all trials branch from one burn-in; alpha changes burn-in,
@@ -281,13 +258,23 @@ def threshold_plan(
     _check_positive("--distill", [distill])
     if trials < 1:
         raise PlanError(f"--trials: expected >= 1, got {trials}")
+    if len(seeds) != 1:
+        # Optuna proposes the points, so seeds cannot be a grid axis of the search; repeat the
+        # chosen p over seeds with sweeps/ablations.py or sweeps/alpha_burnin.py instead
+        raise PlanError(f"--seeds: the threshold search runs one seed, got {list(seeds)}")
+    seed = {"run.seed": int(seeds[0])}
     naive = dict(naive_burn_in_epochs=trials * burn_in, naive_distill_epochs=trials * distill)
     searched = ["distill.p"] + (["distill.ema"] if search_ema else [])
     if search_alpha:
         searched.append("objectives.alpha")
         search = Stage(
             name="search",
-            fixed={"schedule.burn_in_epochs": burn_in, "schedule.distill_epochs": distill},
+            fixed={
+                "schedule.burn_in_epochs": burn_in,
+                "schedule.distill_epochs": distill,
+                "run.val_every_epochs": 1,
+                **seed,
+            },
             grid={},
             epochs_per_trial=burn_in + distill,
             num_samples=trials,
@@ -301,6 +288,7 @@ def threshold_plan(
                 "schedule.burn_in_epochs": burn_in,
                 "schedule.distill_epochs": 0,
                 "schedule.keep_burn_in_epochs": [burn_in],
+                **seed,
             },
             grid={},
             epochs_per_trial=burn_in,
@@ -311,8 +299,9 @@ def threshold_plan(
                 "schedule.burn_in_epochs": burn_in,
                 "schedule.distill_epochs": distill,
                 "schedule.keep_burn_in_epochs": [],
-                # ASHA's per-epoch quality signal (the loop's val/f1 on a few test clips)
+                # the per-epoch validation (val/*) that Optuna and ASHA select on
                 "run.val_every_epochs": 1,
+                **seed,
             },
             grid={},
             epochs_per_trial=distill,
@@ -324,82 +313,110 @@ def threshold_plan(
             f"{' and '.join(searched)} act only in distillation: one burn-in of {burn_in} "
             "epochs, every trial a branch of it"
         )
-    plan.notes.append(f"Optuna (TPE) over {searched}, {trials} trials, ASHA on val/f1")
+    plan.notes.append(
+        f"Optuna (TPE) over {searched}, {trials} trials; Optuna and ASHA select on {OBJECTIVE}"
+    )
     return plan
 
 
 # ============================================================================================
-# Early stopping and resources
+# Objective and early stopping (one metric for Optuna and ASHA, on the validation split)
 # ============================================================================================
 
-
-def asha_grace_period(cfg: Config) -> int:
-    """ASHA's grace period in absolute epochs: past the end of burn-in plus a quarter of
-    distillation (at least one epoch), so no trial is judged before distillation has acted.
-
-    ``time_attr`` is the reported ``epoch`` (absolute, branches continue counting from their
-    burn-in), so the same value holds for full runs and for branches.
-    """
-    burn_in = cfg.schedule.burn_in_epochs
-    distill = cfg.schedule.distill_epochs
-    grace = burn_in + max(1, distill // 4)
-    return min(grace, burn_in + max(distill, 1))
+# what Optuna maximises and ASHA compares: the loop's per-epoch validation F1@50; the test split
+# (final/*) is only reported (docs/sweeps.md, "Selection")
+OBJECTIVE = "val/f1"
+MODE = "max"
+# ASHA's clock: epochs since the start of the distillation branch, reported by the loop; burn-in
+# epochs read 0, so no trial is judged before distillation has run
+TIME_ATTR = "distill_epoch"
 
 
 def asha_max_t(cfg: Config) -> int:
-    return cfg.schedule.burn_in_epochs + cfg.schedule.distill_epochs
+    return max(1, cfg.schedule.distill_epochs)
+
+
+def asha_grace_period(cfg: Config) -> int:
+    """A quarter of distillation (at least one epoch), counted from the start of distillation."""
+    return min(max(1, cfg.schedule.distill_epochs // 4), asha_max_t(cfg))
+
+
+def asha_rungs(grace_period: int, max_t: int, reduction_factor: float) -> list[float]:
+    """The milestones (in ``TIME_ATTR`` units) where Ray's ASHA (``AsyncHyperBandScheduler``,
+    one bracket) compares trials and stops the worse ``1 - 1/reduction_factor``: its formula
+    ``grace * rf**k`` for ``k < int(log(max_t / grace) / log(rf) + 1)``, without ``max_t``
+    itself, where every trial ends anyway. Paper schedule (distill 500, grace 125, rf 2):
+    [125, 250]; the default threshold sweep (distill 4, grace 1, rf 2): [1, 2]."""
+    n = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+    return [
+        grace_period * reduction_factor**k
+        for k in range(n)
+        if grace_period * reduction_factor**k < max_t
+    ]
+
+
+# ============================================================================================
+# Resources: what a trial asks Ray for (docs/sweeps.md, "How a sweep maps onto a cluster")
+# ============================================================================================
+
+# the head-node resource cluster/aws-gpu.yaml and cluster/kuberay/*.yaml define for Tune trial
+# drivers, so drivers stay on the (on-demand) head node instead of (spot) GPU nodes
+DRIVER_RESOURCE = "TRAIN_DRIVER_RESOURCE"
+DRIVER_RESOURCE_SHARE = 0.01
+# where no node has it (a laptop, the test cluster) a driver holds no CPU, only a little memory:
+# a CPU share would keep the Ray Data tasks (1 CPU each) of a 2-core machine from ever running
+DRIVER_MEMORY = 256 * 2**20
+# CPUs per trial for its Ray Data read/decode tasks (not reserved: Ray Data runs them on free CPUs)
+DATA_CPUS = 1.0
 
 
 @dataclass(frozen=True)
 class TrialResources:
-    """What one trial holds: the bundles of its placement group (only the trial's own process:
-    Train workers and local-mode fits are placed outside it), and the total it stands for when
-    sizing ``max_concurrent_trials`` (training plus Ray Data's 1-CPU tasks)."""
+    """What one trial asks Ray for: ``driver`` (the Tune trial's bundle, the Train driver),
+    ``workers`` (one bundle per Train worker, reserved by Ray Train's placement group), and the
+    ``total`` it stands for when sizing concurrency (drivers + workers + Ray Data's CPUs)."""
 
-    bundles: list[dict[str, float]]
+    driver: dict[str, float]
+    workers: list[dict[str, float]]
     total: dict[str, float]
 
-
-def trial_resources(cfg: Config, cpus_per_trial: float = 2.0) -> TrialResources:
-    """Resources of one trial so that its driver, its training and its data loading fit.
-
-    ``run.num_workers >= 1``: the trial process is a Train driver (``DRIVER_CPUS``); Ray Train
-    places the workers (1 CPU each, plus 1 GPU each with ``run.use_gpu``), and Ray Data's tasks
-    need ``DATA_CPUS`` more.
-    ``run.num_workers == 0``: Train's local mode runs in a task the trial starts; the trial stands
-    for ``cpus_per_trial`` CPUs (fit + data tasks; default 2), plus 1 GPU with ``run.use_gpu``.
-    Ray Data tasks cannot run inside a trial's placement group, so these totals are enforced by
-    ``max_concurrent_trials``, not by reservations (ray-notes §A.3, "Tune interplay").
-    """
-    gpu = 1.0 if cfg.run.use_gpu else 0.0
-    driver = [{"CPU": DRIVER_CPUS}]
-    if cfg.run.num_workers == 0:
-        if cpus_per_trial < 1:
-            raise PlanError(f"--cpus-per-trial must be >= 1, got {cpus_per_trial}")
-        return TrialResources(bundles=driver, total={"CPU": float(cpus_per_trial), "GPU": gpu})
-    n = cfg.run.num_workers
-    return TrialResources(
-        bundles=driver, total={"CPU": DRIVER_CPUS + n * 1.0 + DATA_CPUS, "GPU": n * gpu}
-    )
+    def to_dict(self) -> dict[str, Any]:
+        return {"driver": self.driver, "workers": self.workers, "total": self.total}
 
 
-def max_concurrent_trials(cluster: dict[str, float], per_trial: dict[str, float]) -> int:
-    """How many trials the cluster runs at once: GPUs / GPUs-per-trial when trials use GPUs,
-    and never more than CPUs / CPUs-per-trial. Raises when one trial does not fit at all."""
-    fits = []
-    for res, need in per_trial.items():
-        if need <= 0:
-            continue
-        have = float(cluster.get(res, 0.0))
-        fits.append(math.floor(have / need + 1e-9))
-    n = min(fits) if fits else 1
-    if n < 1:
-        raise PlanError(
-            f"one trial needs {per_trial} but the cluster has "
-            f"{ {k: cluster.get(k, 0) for k in per_trial} }: lower run.num_workers or "
-            "--cpus-per-trial, or add nodes"
-        )
-    return n
+def train_workers(cfg: Config) -> int:
+    """Train workers of a sweep trial: ``run.num_workers``, at least 1 (local mode is a
+    unit-test tool; a trial's training always holds real resources)."""
+    return max(1, cfg.run.num_workers)
+
+
+def trial_resources(cfg: Config, driver_resource: bool) -> TrialResources:
+    """``driver_resource``: the cluster defines :data:`DRIVER_RESOURCE` (on its head node)."""
+    if driver_resource:
+        driver = {"CPU": 0.0, DRIVER_RESOURCE: DRIVER_RESOURCE_SHARE}
+    else:
+        driver = {"CPU": 0.0, "memory": float(DRIVER_MEMORY)}
+    worker = {"CPU": float(cfg.run.cpus_per_worker)}
+    if cfg.run.use_gpu:
+        worker["GPU"] = 1.0
+    n = train_workers(cfg)
+    total = {"CPU": n * worker["CPU"] + DATA_CPUS, "GPU": n * worker.get("GPU", 0.0)}
+    return TrialResources(driver=driver, workers=[dict(worker) for _ in range(n)], total=total)
+
+
+def planned_concurrency(
+    plan: SweepPlan, res: TrialResources, cap: int, local_cpus: float | None
+) -> int:
+    """Trials at once: ``--max-concurrent`` when given; else, on a cluster (``local_cpus`` None),
+    every trial of the largest stage (Ray holds the rest pending until the autoscaler adds nodes:
+    what is up right now does not matter); on this machine, its CPUs over a trial's CPUs."""
+    if cap:
+        if cap < 1:
+            raise PlanError(f"--max-concurrent must be >= 1, got {cap}")
+        return cap
+    if local_cpus is None:
+        return max(s.num_trials for s in plan.stages)
+    return max(1, math.floor(local_cpus / res.total["CPU"] + 1e-9))
 
 
 def device_kind(cfg: Config) -> str:

@@ -7,32 +7,33 @@ Layout of a sweep directory ``<storage>/<name>`` (local path or s3://)::
     sweep.json              kind, preset, overrides, plan, trial resources
     <stage>/                the stage's Ray Tune experiment, plus results.json (one per stage)
     runs/<stage>-<trial>/   the Train run of each trial (checkpoints, kept/, tensorboard/)
-    table.md trials.csv <kind>.png
+    table.md trials.csv cells.csv <kind>.png
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import statistics
-import textwrap
 from collections import defaultdict
 from typing import Any
 
-from diod_ray.sweep_plan import (
+from diod_ray.sweeps.paper import (
     ABLATION_LABELS,
     PAPER_TABLE_4A,
     PAPER_TABLE_4B,
     PAPER_TABLE_4C,
-    device_hours,
 )
+from diod_ray.sweeps.plan import device_hours
+from diod_ray.sweeps.stats import METHOD_NOTE, fmt_cell, paired, summarise
+from diod_ray.sweeps.store import StoreError, exists, join, read_json, write_bytes
 
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.json"
 TABLE_FILE = "table.md"
 CSV_FILE = "trials.csv"
+CELLS_FILE = "cells.csv"
 METRICS = (
     "f1",
     "fg_ari",
@@ -44,55 +45,7 @@ METRICS = (
     "mbo",
 )
 
-
-class ReportError(ValueError):
-    """A stored sweep is missing or malformed; the message names the file."""
-
-
-# ============================================================================================
-# Storage: local path or s3:// (through the project's storage helpers)
-# ============================================================================================
-
-
-def _fs(uri: str):
-    from diod_ray.data.storage import filesystem_for
-
-    return filesystem_for(uri)
-
-
-def join(uri: str, *parts: str) -> str:
-    return "/".join([uri.rstrip("/"), *parts])
-
-
-def exists(uri: str) -> bool:
-    from diod_ray.data.storage import exists as _exists
-
-    fs, path = _fs(uri)
-    return _exists(fs, path)
-
-
-def read_json(uri: str) -> dict[str, Any]:
-    from diod_ray.data.storage import read_bytes
-
-    fs, path = _fs(uri)
-    try:
-        return json.loads(read_bytes(fs, path, uri).decode())
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{uri}: not valid JSON ({exc})") from exc
-    except Exception as exc:
-        raise ReportError(f"{uri}: cannot read ({exc})") from exc
-
-
-def write_bytes(uri: str, data: bytes) -> None:
-    """Write a report file; reports are derived data, so a regenerated one replaces the old."""
-    from diod_ray.data.storage import atomic_write_bytes
-
-    fs, path = _fs(uri)
-    atomic_write_bytes(fs, path, data, uri, overwrite=True)
-
-
-def write_json(uri: str, data: dict[str, Any]) -> None:
-    write_bytes(uri, json.dumps(data, indent=2, default=str).encode())
+ReportError = StoreError  # a stored sweep is missing or malformed; the message names the file
 
 
 # ============================================================================================
@@ -134,11 +87,9 @@ def pct(v: float | None) -> float | None:
     return None if v is None else 100.0 * v
 
 
-def mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None, None
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    st = summarise(values)
+    return st["mean"], st["sd"]
 
 
 def fmt(v: float | None, std: float | None = None) -> str:
@@ -159,8 +110,7 @@ def seconds_per_epoch(stage: dict[str, Any]) -> float | None:
         evals = sum(float(m.get(f"{p}/seconds") or 0.0) for p in ("burn_in", "final"))
         if m.get("burn_in/seconds") == m.get("final/seconds"):
             evals = float(m.get("final/seconds") or 0.0)  # burn-in only: one evaluation, copied
-        waited = float(m.get("sweep/slot_wait_s") or 0.0)  # queued for a slot (sweep_slots)
-        rates.append(max(t["time_total_s"] - evals - waited, 0.0) / t["epochs_trained"])
+        rates.append(max(t["time_total_s"] - evals, 0.0) / t["epochs_trained"])
     return statistics.median(rates) if rates else None
 
 
@@ -211,6 +161,7 @@ def cost_section(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) -> lis
     ep = meta["plan"]["epochs"]
     kind = meta.get("resources", {}).get("device", "CPU")
     per_trial = meta.get("resources", {}).get("per_trial", {})
+    per_trial = per_trial.get("total", per_trial)  # {"driver", "workers", "total"}
     lines = [
         "## Cost and reuse",
         "",
@@ -254,6 +205,7 @@ def alpha_burnin_cells(stages: dict[str, dict[str, Any]]) -> dict[tuple[float, i
         cell = cells[key]
         cell["trials"].append(t.get("trial_id"))
         cell["done"].append(completed(t))
+        cell["seed"].append(p.get("run.seed", 0))
         for phase in ("burn_in", "final"):
             for m in METRICS:
                 cell[f"{phase}/{m}"].append(pct(metric(t, phase, m)))
@@ -274,8 +226,7 @@ def alpha_burnin_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]
         "",
         f"Preset `{meta.get('preset')}`; overrides `{meta.get('overrides', {})}`; "
         f"{len(seeds)} seed(s) {seeds}; {distill} distillation epochs.",
-        "Each cell: F1@50 (%) at the end of burn-in → after distillation "
-        "(mean over seeds, ±std with several seeds).",
+        "Each cell: F1@50 (%) at the end of burn-in → after distillation. " + METHOD_NOTE,
         "",
         "| α \\ burn-in (epochs) | " + " | ".join(str(e) for e in lengths) + " |",
         "|---|" + "---|" * len(lengths),
@@ -287,8 +238,8 @@ def alpha_burnin_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]
             if not c:
                 row.append("not run")
                 continue
-            b = fmt(*mean_std(c["burn_in/f1"]))
-            d = fmt(*mean_std(c["final/f1"]))
+            b = fmt_cell(summarise(c["burn_in/f1"]))
+            d = fmt_cell(summarise(c["final/f1"]))
             paper = PAPER_TABLE_4C.get((a, e))
             cell = f"{b} → {d}"
             if paper:
@@ -330,81 +281,14 @@ def alpha_burnin_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]
                     f"{fmt(mean_std(c[f'burn_in/{m}'])[0])} → {fmt(mean_std(c[f'final/{m}'])[0])}"
                 )
 
-            b, d = mean_std(c["burn_in/f1"])[0], mean_std(c["final/f1"])[0]
-            delta = fmt(d - b) if b is not None and d is not None else "–"
+            gain = paired(_by_seed(c, "final/f1"), _by_seed(c, "burn_in/f1"))
+            delta = fmt_cell(gain) + (" *" if gain["excludes_0"] else "")
             out.append(
                 f"| {a:g} | {e} | {pair('f1')} | {delta} | {pair('fg_ari')} | {pair('all_ari')} | "
                 f"{pair('static_recall')} | {pair('moving_recall')} | {sum(c['done'])}/{len(c['done'])} |"
             )
     out += [""] + cost_section(meta, stages)
     return "\n".join(out)
-
-
-def alpha_burnin_plot(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) -> bytes:
-    """Heatmaps over α × burn-in: F1 at the end of burn-in, after distillation, and the gain."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    cells = alpha_burnin_cells(stages)
-    grid = next(s for s in meta["plan"]["stages"] if s["name"] == "distill")["grid"]
-    alphas = [float(a) for a in grid["objectives.alpha"]]
-    lengths = [int(e) for e in grid["schedule.burn_in_epochs"]]
-    mats = {k: np.full((len(alphas), len(lengths)), np.nan) for k in ("burn_in", "final", "gain")}
-    for i, a in enumerate(alphas):
-        for j, e in enumerate(lengths):
-            c = cells.get((a, e))
-            if not c:
-                continue
-            b, d = mean_std(c["burn_in/f1"])[0], mean_std(c["final/f1"])[0]
-            mats["burn_in"][i, j] = np.nan if b is None else b
-            mats["final"][i, j] = np.nan if d is None else d
-            if b is not None and d is not None:
-                mats["gain"][i, j] = d - b
-    fig, axes = plt.subplots(1, 3, figsize=(4.2 * 3, 0.9 * len(alphas) + 2.2))
-    titles = {
-        "burn_in": "F1@50 (%) end of burn-in",
-        "final": "F1@50 (%) after distillation",
-        "gain": "gain (distillation − burn-in)",
-    }
-    shared = [mats["burn_in"], mats["final"]]
-    finite = [m[np.isfinite(m)] for m in shared]
-    lo = min((float(f.min()) for f in finite if f.size), default=0.0)
-    hi = max((float(f.max()) for f in finite if f.size), default=1.0)
-    for ax, key in zip(axes, ("burn_in", "final", "gain")):
-        m = mats[key]
-        kwargs = {"vmin": lo, "vmax": hi, "cmap": "viridis"} if key != "gain" else {"cmap": "RdBu"}
-        if key == "gain" and np.isfinite(m).any():
-            span = max(1e-6, float(np.nanmax(np.abs(m))))
-            kwargs.update(vmin=-span, vmax=span)
-        im = ax.imshow(m, aspect="auto", **kwargs)
-        ax.set_xticks(range(len(lengths)), [str(e) for e in lengths])
-        ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
-        ax.set_xlabel("burn-in (epochs)")
-        ax.set_ylabel("α")
-        ax.set_title(titles[key], fontsize=10)
-        for i in range(len(alphas)):
-            for j in range(len(lengths)):
-                if key == "final" and np.isfinite(mats["burn_in"][i, j]) and np.isfinite(m[i, j]):
-                    text = f"{mats['burn_in'][i, j]:.1f}→{m[i, j]:.1f}"
-                else:
-                    text = "–" if not np.isfinite(m[i, j]) else f"{m[i, j]:.1f}"
-                ax.text(
-                    j,
-                    i,
-                    text,
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white",
-                    bbox={"facecolor": "black", "alpha": 0.35, "pad": 1, "linewidth": 0},
-                )
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle(f"Table 4(c) reproduction — {meta.get('name', '')} ({meta.get('preset')})")
-    fig.tight_layout()
-    return _png(fig)
 
 
 # ============================================================================================
@@ -421,11 +305,35 @@ def ablation_rows(stages: dict[str, dict[str, Any]]) -> dict[str, dict[str, list
         for m in METRICS:
             rows[v][m].append(pct(metric(t, "final", m)))
         rows[v]["done"].append(completed(t))
+        rows[v]["seed"].append(t.get("params", {}).get("run.seed", 0))
         if v == "final":
             for m in METRICS:
                 rows["end_of_burn_in"][m].append(pct(metric(t, "burn_in", m)))
             rows["end_of_burn_in"]["done"].append(completed(t))
+            rows["end_of_burn_in"]["seed"].append(t.get("params", {}).get("run.seed", 0))
     return rows
+
+
+def _by_seed(rows: dict[str, list], key: str) -> dict[int, float | None]:
+    return dict(zip(rows["seed"], rows[key]))
+
+
+def _diff(rows: dict[str, dict[str, list]], name: str, against: str) -> str:
+    if name == against or name not in rows or against not in rows:
+        return "–"
+    d = paired(_by_seed(rows[name], "f1"), _by_seed(rows[against], "f1"))
+    return fmt_cell(d) + (" *" if d["excludes_0"] else "")
+
+
+def ablation_differences(rows: dict[str, dict[str, list]]) -> list[dict[str, Any]]:
+    """Paired F1@50 differences of every row against the end of burn-in and the control."""
+    out = []
+    for n in rows:
+        for against in ("end_of_burn_in", "more_burn_in"):
+            if n != against and against in rows:
+                d = paired(_by_seed(rows[n], "f1"), _by_seed(rows[against], "f1"))
+                out.append({"row": n, "against": against, "metric": "f1", **d})
+    return out
 
 
 def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) -> str:
@@ -437,7 +345,9 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
         f"Preset `{meta.get('preset')}`; overrides `{meta.get('overrides', {})}`; burn-in "
         f"{fixed['schedule.burn_in_epochs']} epochs (one run per seed, shared by every variant), "
         f"then {fixed['schedule.distill_epochs']} distillation epochs per variant. "
-        "Metrics in %, mean over seeds. Paper: TRI-PD test set.",
+        "Metrics in % on the test split. Paper: TRI-PD test set. " + METHOD_NOTE,
+        "Δ columns: paired (same seed) difference of F1@50 against the row named, mean "
+        "[95 % t-interval] (n pairs); * marks an interval that excludes 0.",
         "",
     ]
 
@@ -445,18 +355,22 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
         lines = [
             f"## {title}",
             "",
-            "| method | F1@50 | paper F1@50 | fg-ARI | all-ARI | static recall | trials ok |",
-            "|---|---|---|---|---|---|---|",
+            "| method | F1@50 | paper F1@50 | fg-ARI | all-ARI | static recall | trials ok |"
+            " Δ vs end of burn-in | Δ vs more burn-in |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for n in names:
             r = rows.get(n)
             if not r:
-                lines.append(f"| {ABLATION_LABELS[n]} | not run | {paper.get(n, '–')} | | | | |")
+                lines.append(
+                    f"| {ABLATION_LABELS[n]} | not run | {paper.get(n, '–')} | | | | | | |"
+                )
                 continue
             lines.append(
-                f"| {ABLATION_LABELS[n]} | {fmt(*mean_std(r['f1']))} | {paper.get(n, '–')} | "
-                f"{fmt(mean_std(r['fg_ari'])[0])} | {fmt(mean_std(r['all_ari'])[0])} | "
-                f"{fmt(mean_std(r['static_recall'])[0])} | {sum(r['done'])}/{len(r['done'])} |"
+                f"| {ABLATION_LABELS[n]} | {fmt_cell(summarise(r['f1']))} | {paper.get(n, '–')} | "
+                f"{fmt_cell(summarise(r['fg_ari']))} | {fmt_cell(summarise(r['all_ari']))} | "
+                f"{fmt_cell(summarise(r['static_recall']))} | {sum(r['done'])}/{len(r['done'])} | "
+                f"{_diff(rows, n, 'end_of_burn_in')} | {_diff(rows, n, 'more_burn_in')} |"
             )
         return lines + [""]
 
@@ -479,49 +393,6 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
     return "\n".join(out)
 
 
-def ablations_plot(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = ablation_rows(stages)
-    groups = [
-        ("(a) design choices", ["one_to_one", "no_motion_masks", "final"], PAPER_TABLE_4A),
-        (
-            "(b) distillation vs offline",
-            ["end_of_burn_in", "more_burn_in", "offline", "final"],
-            PAPER_TABLE_4B,
-        ),
-    ]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (title, names, paper) in zip(axes, groups):
-        x = np.arange(len(names))
-        ours = [mean_std(rows[n]["f1"]) if n in rows else (None, None) for n in names]
-        vals = [np.nan if m is None else m for m, _ in ours]
-        errs = [0.0 if s is None else s for _, s in ours]
-        ax.bar(x - 0.2, vals, 0.4, yerr=errs, label="ours (F1@50 %)", color="tab:blue")
-        ax.bar(
-            x + 0.2,
-            [paper.get(n, np.nan) for n in names],
-            0.4,
-            label="paper, TRI-PD",
-            color="tab:gray",
-        )
-        for xi, v in zip(x, vals):
-            if np.isfinite(v):
-                ax.text(xi - 0.2, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
-        labels = [textwrap.fill(ABLATION_LABELS[n], 16) for n in names]
-        ax.set_xticks(x, labels, fontsize=8)
-        ax.set_title(title)
-        ax.set_ylabel("F1@50 (%)")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Table 4(a-b) reproduction — {meta.get('name', '')} ({meta.get('preset')})")
-    fig.tight_layout()
-    return _png(fig)
-
-
 # ============================================================================================
 # Threshold p (Optuna)
 # ============================================================================================
@@ -529,13 +400,15 @@ def ablations_plot(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) -> b
 
 def threshold_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) -> str:
     trials = stages.get("search", {}).get("trials", [])
-    ranked = sorted(trials, key=lambda t: -(metric(t, "final", "f1") or -1.0))
+    ranked = sorted(trials, key=lambda t: -(metric(t, "val", "f1") or -1.0))
     out = [
         f"# Threshold p search (Optuna TPE + ASHA) — sweep `{meta.get('name', '')}`",
         "",
         f"Preset `{meta.get('preset')}`; overrides `{meta.get('overrides', {})}`. "
-        "Objective: final/f1 (max); ASHA on val/f1 with time in epochs, grace period "
-        f"{meta.get('asha', {}).get('grace_period', '?')} (past burn-in), max_t "
+        f"Optuna and ASHA select on {meta.get('asha', {}).get('metric', 'val/f1')} (the "
+        "validation split; test F1 only reported); ASHA's clock is epochs of distillation, "
+        f"grace period {meta.get('asha', {}).get('grace_period', '?')}, rungs "
+        f"{meta.get('asha', {}).get('rungs', '?')}, max_t "
         f"{meta.get('asha', {}).get('max_t', '?')}. The paper uses p = 0.9 (EMA 0.996, α 0.3); "
         "it has no table over p.",
         "",
@@ -570,57 +443,38 @@ def _g(v: Any) -> str:
     return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def threshold_plot(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    trials = stages.get("search", {}).get("trials", [])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    done = [(t["params"].get("distill.p"), pct(metric(t, "final", "f1"))) for t in trials]
-    xs = [p for p, f in done if f is not None and p is not None]
-    ys = [f for p, f in done if f is not None and p is not None]
-    ax.scatter(xs, ys, label="finished (final F1@50)")
-    stopped = [
-        t
-        for t in trials
-        if metric(t, "final", "f1") is None and t.get("params", {}).get("distill.p") is not None
-    ]
-    if stopped:
-        ax.scatter(
-            [t["params"]["distill.p"] for t in stopped],
-            [pct(t.get("metrics", {}).get("val/f1")) or 0.0 for t in stopped],
-            marker="x",
-            color="tab:red",
-            label="stopped early (last val/f1)",
-        )
-    ax.axvline(0.9, color="gray", linestyle="--", linewidth=1, label="paper p = 0.9")
-    ax.set_xlabel("threshold p")
-    ax.set_ylabel("F1@50 (%)")
-    ax.set_title(f"Optuna over p — {meta.get('name', '')}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
-
-
 # ============================================================================================
 # Entry point
 # ============================================================================================
 
-RENDERERS = {
-    "alpha_burnin": (alpha_burnin_markdown, alpha_burnin_plot),
-    "ablations": (ablations_markdown, ablations_plot),
-    "threshold_p": (threshold_markdown, threshold_plot),
-}
 
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
+def cells_csv(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) -> str:
+    """One row per table cell and metric: n, mean, sd, 95 % t-interval over seeds (null where
+    undefined); for ablations also the paired differences against the two baselines."""
+    rows: list[dict[str, Any]] = []
+    if meta["kind"] == "alpha_burnin":
+        for (a, e), c in sorted(alpha_burnin_cells(stages).items()):
+            for key in sorted(k for k in c if "/" in k):
+                rows.append(
+                    {"cell": f"alpha={a:g},burn_in={e}", "metric": key, **summarise(c[key])}
+                )
+    elif meta["kind"] == "ablations":
+        table = ablation_rows(stages)
+        for n, r in table.items():
+            for m in METRICS:
+                rows.append({"cell": n, "metric": f"final/{m}", **summarise(r[m])})
+        for d in ablation_differences(table):
+            rows.append({"cell": f"{d['row']} - {d['against']}", **d})
+    else:
+        for t in stages.get("search", {}).get("trials", []):
+            for m in ("val/f1", "final/f1"):
+                v = t.get("metrics", {}).get(m)
+                rows.append({"cell": t.get("trial_id"), "metric": m, **summarise([pct(v)])})
+    cols = ["cell", "metric", "n", "mean", "sd", "ci_low", "ci_high", "excludes_0"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
     return buf.getvalue()
 
 
@@ -628,17 +482,24 @@ def write_report(root: str) -> dict[str, str]:
     """(Re)write table.md, trials.csv and <kind>.png of the sweep at ``root``; returns their URIs."""
     meta, stages = load_sweep(root)
     kind = meta["kind"]
-    if kind not in RENDERERS:
-        raise ReportError(
-            f"{join(root, SWEEP_FILE)}: unknown kind {kind!r}; known: {list(RENDERERS)}"
-        )
-    to_md, to_png = RENDERERS[kind]
+    if kind not in ("alpha_burnin", "ablations", "threshold_p"):
+        raise ReportError(f"{join(root, SWEEP_FILE)}: unknown kind {kind!r}")
+    from diod_ray.sweeps import plots
+
+    renderers = {
+        "alpha_burnin": (alpha_burnin_markdown, plots.alpha_burnin_plot),
+        "ablations": (ablations_markdown, plots.ablations_plot),
+        "threshold_p": (threshold_markdown, plots.threshold_plot),
+    }
+    to_md, to_png = renderers[kind]
     out = {
         "table": join(root, TABLE_FILE),
         "csv": join(root, CSV_FILE),
+        "cells": join(root, CELLS_FILE),
         "plot": join(root, f"{kind}.png"),
     }
     write_bytes(out["table"], (to_md(meta, stages) + "\n").encode())
     write_bytes(out["csv"], trials_csv(stages).encode())
+    write_bytes(out["cells"], cells_csv(meta, stages).encode())
     write_bytes(out["plot"], to_png(meta, stages))
     return out

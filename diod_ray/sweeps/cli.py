@@ -1,0 +1,299 @@
+"""The command line shared by ``sweeps/*.py``: plan -> (--dry-run | stages -> report).
+
+    python sweeps/alpha_burnin.py --preset smoke --alphas 0.2 0.4 --burn-in 2 4 --seeds 0 1 2
+    python sweeps/threshold_p.py --preset tri-pd --max-concurrent 4 --dry-run \\
+        --cluster-resources '{"CPU": 8, "GPU": 0, "TRAIN_DRIVER_RESOURCE": 1}'
+
+docs/sweeps.md says how a sweep maps onto a cluster (drivers, workers, GPUs, concurrency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from diod_ray.config import (
+    Config,
+    ConfigError,
+    add_set_argument,
+    apply_overrides,
+    load_config,
+    parse_set,
+    preset_names,
+)
+from diod_ray.storage_paths import normalise_uri
+from diod_ray.sweeps.driver import RESULTS_FILE, RUNS_DIR, SweepError, run_stage
+from diod_ray.sweeps.plan import (
+    DRIVER_RESOURCE,
+    MODE,
+    OBJECTIVE,
+    TIME_ATTR,
+    PlanError,
+    SweepPlan,
+    asha_grace_period,
+    asha_max_t,
+    asha_rungs,
+    branch_id,
+    device_hours,
+    device_kind,
+    planned_concurrency,
+    trial_resources,
+)
+from diod_ray.sweeps.report import SWEEP_FILE, seconds_per_epoch, write_report
+from diod_ray.sweeps.store import StoreError, exists, join, read_json, write_json
+
+
+def base_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
+    """The preset + --config + --set of the command, and the --set overrides as a typed dict."""
+    overrides = dict(parse_set(s) for s in (args.sets or []))
+    cfg = load_config(args.preset, args.config, None)
+    return apply_overrides(cfg, overrides), overrides
+
+
+def sweep_root(args: argparse.Namespace) -> str:
+    return normalise_uri(f"{args.storage.rstrip('/')}/{args.name}")
+
+
+def cluster_shape(args: argparse.Namespace) -> tuple[dict[str, float] | None, bool]:
+    """(what the plan may assume about CPUs: this machine's, or None on a cluster; whether the
+    cluster defines the driver resource). Concurrency never follows what is up right now; only
+    the head node's driver resource is looked up (the head is always up)."""
+    if args.cluster_resources is not None:
+        shape = json.loads(args.cluster_resources)
+        return None, float(shape.get(DRIVER_RESOURCE, 0)) > 0
+    if os.environ.get("RAY_ADDRESS"):
+        import ray
+
+        from diod_ray.train import ensure_ray
+
+        ensure_ray()
+        return None, float(ray.cluster_resources().get(DRIVER_RESOURCE, 0)) > 0
+    return {"CPU": float(os.cpu_count() or 1)}, False
+
+
+def describe(
+    args: argparse.Namespace, plan: SweepPlan, cfg: Config, hint: float | None
+) -> dict[str, Any]:
+    """The plan with the resources each trial requests, the concurrency and estimated cost."""
+    local, driver_res = cluster_shape(args)
+    res = trial_resources(cfg, driver_res)
+    conc = planned_concurrency(
+        plan, res, args.max_concurrent, None if local is None else local["CPU"]
+    )
+    kind = device_kind(cfg)
+    out = plan.to_dict()
+    out["resources"] = {
+        "per_trial": res.to_dict(),
+        "max_concurrent_trials": conc,
+        "device": kind,
+        "where": "this machine" if local else "cluster (trials wait for the autoscaler)",
+    }
+    if hint:
+        total = res.total
+        out["estimate"] = {
+            "seconds_per_epoch": hint,
+            f"{kind}_hours": round(device_hours(plan.epochs, hint, total, kind), 4),
+            f"naive_{kind}_hours": round(device_hours(plan.naive_epochs, hint, total, kind), 4),
+            f"saved_{kind}_hours": round(device_hours(plan.epochs_saved, hint, total, kind), 4),
+            "wall_hours_lower_bound": round(
+                sum(-(-s.num_trials // conc) * s.epochs_per_trial * hint for s in plan.stages)
+                / 3600,
+                4,
+            ),
+        }
+    return out
+
+
+def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict[str, Any]:
+    """Run a plan's stages in order (each resumable), then write the report."""
+    cfg, overrides = base_config(args)
+    root = sweep_root(args)
+    if cfg.data.generate_if_missing:
+        from diod_ray.data.generate import ensure_synthetic
+
+        ensure_synthetic(cfg)
+    from diod_ray.train import ensure_ray
+
+    ensure_ray()
+    summary = describe(args, plan, cfg, None)
+    conc = summary["resources"]["max_concurrent_trials"]
+    res = trial_resources(cfg, cluster_shape(args)[1])
+    sweep = {
+        "kind": plan.kind,
+        "name": args.name,
+        "preset": args.preset,
+        "config_file": os.path.abspath(args.config) if args.config else None,
+        "overrides": overrides,
+        "runs": f"{root}/{RUNS_DIR}",
+    }
+    stored = {**sweep, "plan": plan.to_dict(), "resources": summary["resources"]}
+    if search:
+        stored["asha"] = search["asha"]
+    previous = join(root, SWEEP_FILE)
+    if exists(previous):
+        old = read_json(previous)
+        if old.get("plan") != json.loads(json.dumps(plan.to_dict(), default=str)) or old.get(
+            "overrides"
+        ) != json.loads(json.dumps(overrides)):
+            raise SweepError(
+                f"{previous} holds a different sweep (plan or --set differ); use another --name "
+                "or --storage, or delete that directory to start over"
+            )
+    write_json(previous, stored)
+    done: dict[str, dict[str, Any]] = {}
+    for stage in plan.stages:
+        meta = {**sweep, "stage": stage.name, "variants": stage.variants}
+        if stage.branch_key is not None:
+            runs = {
+                branch_id(t["params"], stage.branch_key): t["train_run"]
+                for t in done["burn_in"]["trials"]
+                if t["status"] == "TERMINATED" and not t["error"]
+            }
+            meta.update(branch_key=stage.branch_key, branch_runs=runs)
+        kwargs: dict[str, Any] = {}
+        if stage.name == "search" and search:
+            stage_cfg = apply_overrides(cfg, stage.fixed)
+            kwargs = dict(
+                search_space=search["space"],
+                search_alg=search["search_alg"](stage_cfg),
+                scheduler=search["scheduler"](stage_cfg),
+            )
+        data = run_stage(
+            stage,
+            root=root,
+            sweep=meta,
+            res=res,
+            max_concurrent=conc,
+            max_failures=args.max_failures,
+            stop_after_trials=args.stop_after_trials,
+            **kwargs,
+        )
+        done[stage.name] = data
+        if not data["complete"]:
+            report = write_report(root)
+            print(
+                f"[sweep] stage {stage.name} did not finish (interrupted or failed trials); "
+                f"run the same command again to resume. Partial report: {report['table']}",
+                flush=True,
+            )
+            return {"root": root, "complete": False, "report": report}
+    report = write_report(root)
+    print(f"[sweep] done: {report['table']}, {report['csv']}, {report['plot']}", flush=True)
+    return {"root": root, "complete": True, "report": report}
+
+
+def sweep_parser(prog: str, description: str, default_name: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--preset", default="synthetic", help=f"preset ({', '.join(preset_names())})")
+    p.add_argument("--config", default=None, help="YAML file merged over the preset")
+    add_set_argument(p, help="dotted override applied to every trial, e.g. --set data.batch_size=4")
+    p.add_argument(
+        "--storage", default="~/diod_ray_sweeps", help="local path or s3://bucket/prefix"
+    )
+    p.add_argument(
+        "--name", default=default_name, help="the same (storage, name) resumes an interrupted sweep"
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="run.seed values (default 0)")
+    p.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=0,
+        help="trials at once (default: this machine's CPUs over a trial's; on a cluster "
+        "(RAY_ADDRESS): every trial of a stage, pending ones wait for the autoscaler)",
+    )
+    p.add_argument(
+        "--cluster-resources",
+        default=None,
+        help='for --dry-run: the cluster as JSON, e.g. \'{"CPU": 8, "GPU": 0, '
+        '"TRAIN_DRIVER_RESOURCE": 1}\' (plans for a cluster instead of this machine)',
+    )
+    p.add_argument("--max-failures", type=int, default=0, help="Tune-level retries per trial")
+    p.add_argument(
+        "--stop-after-trials",
+        type=int,
+        default=None,
+        help="stop gracefully after N trials finish (resume later with the same command)",
+    )
+    p.add_argument("--seconds-per-epoch", type=float, default=None, help="for --dry-run's estimate")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and start nothing")
+    return p
+
+
+def dry_run(args: argparse.Namespace, plan: SweepPlan) -> dict[str, Any]:
+    cfg, _ = base_config(args)
+    hint, root = args.seconds_per_epoch, sweep_root(args)
+    uri = join(root, "burn_in", RESULTS_FILE)
+    if hint is None and exists(uri):
+        hint = seconds_per_epoch(read_json(uri))
+    summary = describe(args, plan, cfg, hint)
+    summary["sweep_dir"] = root
+    print(json.dumps(summary, indent=2, default=str))
+    ep = summary["epochs"]
+    print(
+        f"\nreuse: {ep['burn_in']} burn-in + {ep['distill']} distillation epochs instead of "
+        f"{ep['naive_burn_in']} + {ep['naive_distill']} (saves {ep['saved']} epochs)",
+        flush=True,
+    )
+    return summary
+
+
+def main_for(
+    build_plan, prog, description, default_name, add_args=None, search_factory=None, argv=None
+) -> int:
+    """Shared main: parse, build the plan, then --dry-run or run."""
+    parser = sweep_parser(prog, description, default_name)
+    if add_args:
+        add_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        plan = build_plan(args)
+        if args.dry_run:
+            dry_run(args, plan)
+            return 0
+        out = run_sweep(args, plan, search=search_factory(args) if search_factory else None)
+    except (ConfigError, PlanError, SweepError, StoreError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, default=str), flush=True)
+    return 0 if out["complete"] else 3
+
+
+def threshold_search(args: argparse.Namespace) -> dict[str, Any]:
+    """Optuna (TPE) over p, optionally the EMA rate and alpha; ASHA on the same objective
+    (``TuneConfig(metric, mode)``) with its clock started at the distillation branch."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    space: dict[str, Any] = {"distill.p": tune.uniform(args.p_min, args.p_max)}
+    if args.search_ema:
+        space["distill.ema"] = tune.uniform(args.ema_min, args.ema_max)
+    if args.search_alpha:
+        space["objectives.alpha"] = tune.uniform(args.alpha_min, args.alpha_max)
+    cfg, _ = base_config(args)
+    cfg = apply_overrides(
+        cfg, {"schedule.burn_in_epochs": args.burn_in, "schedule.distill_epochs": args.distill}
+    )
+    grace, max_t = asha_grace_period(cfg), asha_max_t(cfg)
+    return {
+        "space": space,
+        "search_alg": lambda c: OptunaSearch(seed=args.search_seed),
+        "scheduler": lambda c: ASHAScheduler(
+            time_attr=TIME_ATTR,
+            grace_period=asha_grace_period(c),
+            max_t=asha_max_t(c),
+            reduction_factor=args.reduction_factor,
+        ),
+        "asha": {
+            "metric": OBJECTIVE,
+            "mode": MODE,
+            "time_attr": TIME_ATTR,
+            "grace_period": grace,
+            "max_t": max_t,
+            "reduction_factor": args.reduction_factor,
+            "rungs": asha_rungs(grace, max_t, args.reduction_factor),
+        },
+    }

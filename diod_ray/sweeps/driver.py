@@ -1,0 +1,268 @@
+"""The Tune driver of every sweep: stages -> Tune experiments of Train runs (docs/sweeps.md).
+
+A sweep lives at ``<storage>/<name>`` (local or s3://) and runs one Tune experiment per stage of
+its :class:`~diod_ray.sweeps.plan.SweepPlan`. Each trial is a Tune function trainable (the Train
+V2 + Tune pattern, Ray's "Hyperparameter tuning with Ray Tune" guide) that builds the run's
+``TorchTrainer`` with at least one Train worker holding real resources and passes every report
+to Tune through ``TuneReportCallback``. The Train run is named after the trial id, so a Tune-level
+retry or a restored trial resumes its own Train run from its last checkpoint.
+
+Concurrency is Tune's: ``max_concurrent_trials`` (from ``--max-concurrent`` or the plan), the
+driver's bundle and the Train workers' placement group; extra trials wait for resources (on an
+autoscaling cluster, for the autoscaler). Running the same command again resumes: finished stages
+are read back, an interrupted stage is restored with ``Tuner.restore``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from ray import tune
+
+from diod_ray.config import Config, apply_overrides, load_config
+from diod_ray.sweeps.plan import (
+    MODE,
+    OBJECTIVE,
+    Stage,
+    TrialResources,
+    branch_id,
+    kept_checkpoint,
+    train_workers,
+)
+from diod_ray.sweeps.store import exists, join, read_json, write_json
+
+RUNS_DIR = "runs"
+RESULTS_FILE = "results.json"
+FITS_DIR = "fits"  # per fit attempt: {"start", "end"} wall times, written by the trial
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start or continue; the message says why and what to change."""
+
+
+# ============================================================================================
+# 1. The trial: a Tune function that builds and fits the run's TorchTrainer
+# ============================================================================================
+
+
+def trial_config(params: dict[str, Any], sweep: dict[str, Any], trial_id: str) -> Config:
+    """The run's Config: preset, the sweep's --set overrides, the stage's fixed and searched
+    dotted keys, the named variant, the branch checkpoint, >= 1 Train worker, and the Train run
+    (name from the trial id, storage under the sweep)."""
+    cfg = load_config(sweep["preset"], sweep.get("config_file"), None)
+    cfg = apply_overrides(cfg, sweep.get("overrides", {}))
+    cfg = apply_overrides(cfg, {k: v for k, v in params.items() if not k.startswith("_")})
+    branch_epoch = cfg.schedule.burn_in_epochs  # the stage's burn-in length, before any variant
+    if "_variant" in params:  # a variant may change the schedule (the continued burn-in control)
+        cfg = apply_overrides(cfg, sweep["variants"][params["_variant"]])
+    extra: dict[str, Any] = {
+        "run.name": f"{sweep['stage']}-{trial_id}",
+        "run.storage_path": sweep["runs"],
+        "run.num_workers": train_workers(cfg),
+    }
+    if sweep.get("branch_key") is not None:
+        key = branch_id(params, sweep["branch_key"])
+        if key not in sweep["branch_runs"]:
+            raise SweepError(f"no burn-in run for {sweep['branch_key']}={key} in the burn_in stage")
+        extra["run.init_from"] = kept_checkpoint(sweep["branch_runs"][key], branch_epoch)
+    return apply_overrides(cfg, extra)
+
+
+def trial_driver(config: dict[str, Any], sweep: dict[str, Any]) -> None:
+    """The Tune trainable of every stage (``sweep``: the stage's metadata, bound with
+    ``tune.with_parameters``). Records the wall times of its fit under the Train run's
+    ``fits/`` so a test can measure how many fits ran at once."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from diod_ray.storage_paths import run_uri
+    from diod_ray.train import build_trainer
+
+    cfg = trial_config(config, sweep, tune.get_context().get_trial_id())
+    start = time.time()
+    times = join(run_uri(cfg), FITS_DIR, f"{start:.6f}.json")
+    write_json(times, {"start": start, "end": None})
+    result = build_trainer(cfg, callbacks=[TuneReportCallback()]).fit()
+    write_json(times, {"start": start, "end": time.time()})
+    if result.error is not None:
+        raise result.error
+
+
+def trainable(sweep: dict[str, Any], res: TrialResources):
+    """The trial function with the stage's metadata bound and the driver's bundle requested (the
+    Train workers are placed by Ray Train's own placement group)."""
+    bound = tune.with_parameters(trial_driver, sweep=sweep)
+    return tune.with_resources(bound, tune.PlacementGroupFactory([res.driver]))
+
+
+# ============================================================================================
+# 2. Interrupting on purpose: stop gracefully after N trials (as Ctrl+C would)
+# ============================================================================================
+
+# set by run_stage for the current invocation only (callbacks are pickled with the experiment,
+# so the limit must not live in the callback object or a resumed run would stop again)
+_STOP_AFTER_TRIALS: int | None = None
+
+
+class StopAfterTrials(tune.Callback):
+    """After ``--stop-after-trials`` trials finished in this invocation, send ourselves SIGUSR1,
+    which Tune handles like Ctrl+C: running trials are stopped, the experiment state is saved and
+    the same command resumes it."""
+
+    def setup(self, **info) -> None:
+        self.limit = _STOP_AFTER_TRIALS
+        self.done = 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.done += 1
+        if self.limit is not None and self.done >= self.limit:
+            print(f"[sweep] stopping after {self.done} trial(s) as asked; run again to resume")
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+# ============================================================================================
+# 3. One stage = one Tune experiment (new or restored)
+# ============================================================================================
+
+
+def tune_storage(root: str) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for ray.tune.RunConfig / Tuner.restore."""
+    if root.startswith("s3://"):
+        from diod_ray.data.storage import filesystem_for
+
+        fs, path = filesystem_for(root)
+        return path, fs
+    os.makedirs(root, exist_ok=True)
+    return root, None
+
+
+def stage_param_space(stage: Stage, search_space: dict[str, Any] | None = None) -> dict[str, Any]:
+    space: dict[str, Any] = dict(stage.fixed)
+    space.update({k: tune.grid_search(list(v)) for k, v in stage.grid.items()})
+    space.update(search_space or {})
+    return space
+
+
+def _epochs_trained(stage: Stage, params: dict[str, Any], metrics: dict[str, Any]) -> int:
+    """Epochs this trial trained: its last reported epoch minus where its branch started (a trial
+    ASHA stopped trained fewer than the stage plans)."""
+    if not isinstance(metrics.get("epoch"), (int, float)):
+        return stage.epochs_per_trial
+    start = int(params.get("schedule.burn_in_epochs", 0)) if stage.branch_key is not None else 0
+    return max(0, int(metrics["epoch"]) - start)
+
+
+def stored_trials(exp_path: str, storage_fs=None) -> dict[str, tuple[str, str]]:
+    """Trial path -> (trial id, status) as the experiment state on storage has it, i.e. as a
+    restore sees it: after an interrupt (Ctrl+C, SIGUSR1) a trial that was still training is
+    unfinished (PENDING) there, while Tune's in-memory status reads TERMINATED."""
+    try:
+        analysis = tune.ExperimentAnalysis(exp_path, storage_filesystem=storage_fs)
+    except Exception as exc:  # no experiment state written (the stage failed to start)
+        print(f"[sweep] no stored trial states in {exp_path}: {exc}", flush=True)
+        return {}
+    return {os.path.basename(t.path): (t.trial_id, t.status) for t in analysis.trials}
+
+
+def results_of(result_grid, stage: Stage, runs_root: str, stored: dict) -> list[dict[str, Any]]:
+    """One JSON-able row per trial of a ``ResultGrid``: params, status, last metrics, Train run."""
+    rows = []
+    for r in result_grid:
+        trial_id, status = stored.get(os.path.basename(r.path), (None, "UNKNOWN"))
+        params = dict(r.config or {})
+        metrics = {
+            k: v
+            for k, v in (r.metrics or {}).items()
+            if isinstance(v, (int, float, str, bool)) or v is None
+        }
+        trial_id = trial_id or metrics.get("trial_id")
+        rows.append(
+            {
+                "trial_id": trial_id,
+                "status": status,
+                "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}"[:2000],
+                "params": params,
+                "metrics": metrics,
+                "train_run": f"{runs_root}/{stage.name}-{trial_id}",
+                "time_total_s": metrics.get("time_total_s"),
+                "epochs_trained": _epochs_trained(stage, params, metrics),
+            }
+        )
+    rows.sort(key=lambda t: str(t["trial_id"]))
+    return rows
+
+
+def run_stage(
+    stage: Stage,
+    *,
+    root: str,
+    sweep: dict[str, Any],
+    res: TrialResources,
+    max_concurrent: int,
+    search_space: dict[str, Any] | None = None,
+    search_alg=None,
+    scheduler=None,
+    max_failures: int = 0,
+    stop_after_trials: int | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) one stage and write ``<root>/<stage>/results.json``; returns its content.
+    A stage whose results.json says complete is not run again."""
+    global _STOP_AFTER_TRIALS
+    results_uri = join(root, stage.name, RESULTS_FILE)
+    if exists(results_uri):
+        stored = read_json(results_uri)
+        if stored.get("complete"):
+            print(f"[sweep] stage {stage.name}: finished before, reusing {results_uri}", flush=True)
+            return stored
+    storage_path, storage_fs = tune_storage(root)
+    exp_path = f"{storage_path}/{stage.name}"
+    fn = trainable(sweep, res)
+    _STOP_AFTER_TRIALS = stop_after_trials
+    if tune.Tuner.can_restore(exp_path, storage_filesystem=storage_fs):
+        print(f"[sweep] stage {stage.name}: resuming {exp_path}", flush=True)
+        tuner = tune.Tuner.restore(
+            exp_path, fn, resume_unfinished=True, resume_errored=True, storage_filesystem=storage_fs
+        )
+    else:
+        print(
+            f"[sweep] stage {stage.name}: {stage.num_trials} trial(s), up to {max_concurrent} "
+            f"at once, each {res.to_dict()}",
+            flush=True,
+        )
+        tuner = tune.Tuner(
+            fn,
+            param_space=stage_param_space(stage, search_space),
+            tune_config=tune.TuneConfig(
+                metric=OBJECTIVE,
+                mode=MODE,
+                num_samples=stage.num_samples or 1,
+                search_alg=search_alg,
+                scheduler=scheduler,
+                max_concurrent_trials=max_concurrent,
+            ),
+            run_config=tune.RunConfig(
+                name=stage.name,
+                storage_path=storage_path,
+                storage_filesystem=storage_fs,
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                callbacks=[StopAfterTrials()],
+            ),
+        )
+    try:
+        grid = tuner.fit()
+    finally:
+        _STOP_AFTER_TRIALS = None
+    trials = results_of(grid, stage, sweep["runs"], stored_trials(exp_path, storage_fs))
+    finished = sum(t["status"] == "TERMINATED" for t in trials)
+    data = {
+        "kind": sweep["kind"],
+        "stage": stage.name,
+        "sweep": sweep["name"],
+        "complete": finished == stage.num_trials and not any(t["error"] for t in trials),
+        "trials": trials,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_json(results_uri, data)
+    return data

@@ -1,0 +1,64 @@
+"""Sweep files (sweep.json, <stage>/results.json, reports) on a local path or s3://, through the
+project's storage module (``diod_ray.data.storage``): the only code that knows what s3:// means."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+
+class StoreError(ValueError):
+    """A stored sweep file is missing or malformed; the message names the file."""
+
+
+def _fs(uri: str):
+    from diod_ray.data.storage import filesystem_for
+
+    return filesystem_for(uri)
+
+
+def join(uri: str, *parts: str) -> str:
+    return "/".join([uri.rstrip("/"), *parts])
+
+
+def exists(uri: str) -> bool:
+    from diod_ray.data.storage import exists as _exists
+
+    fs, path = _fs(uri)
+    return _exists(fs, path)
+
+
+def read_json(uri: str) -> dict[str, Any]:
+    from diod_ray.data.storage import read_bytes
+
+    fs, path = _fs(uri)
+    try:
+        return json.loads(read_bytes(fs, path, uri).decode())
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{uri}: not valid JSON ({exc})") from exc
+    except Exception as exc:
+        raise StoreError(f"{uri}: cannot read ({exc})") from exc
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a sweep file atomically; sweep files are derived data, a rewrite replaces the old."""
+    from diod_ray.data.storage import atomic_write_bytes
+
+    fs, path = _fs(uri)
+    atomic_write_bytes(fs, path, data, uri, overwrite=True)
+
+
+def write_json(uri: str, data: dict[str, Any]) -> None:
+    """Strict JSON (``allow_nan=False``): a metric that could not be computed is null."""
+    write_bytes(uri, json.dumps(_nulls(data), indent=2, default=str, allow_nan=False).encode())
+
+
+def _nulls(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _nulls(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_nulls(x) for x in v]
+    return v
