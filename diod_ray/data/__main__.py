@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("uri")
     i.add_argument("--split", default=None)
     i.add_argument("--limit", type=int, default=None, help="inspect at most this many clips")
+    i.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint URI: also report W_fg coverage of static vs moving GT objects",
+    )
+    i.add_argument("--weights", choices=["student", "teacher"], default=None)
 
     v = sub.add_parser("validate", help="check every shard; non-zero exit on problems")
     add_config_args(v)
@@ -94,7 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "inspect":
             from diod_ray.data.inspect_split import inspect_uri
 
-            print(json.dumps(inspect_uri(args.uri, args.split, cfg.data, args.limit), indent=1))
+            bad_checkpoint: tuple = ()  # torch is imported only when a checkpoint is given
+            if args.checkpoint:
+                from diod_ray.checkpoint import CheckpointError
+
+                bad_checkpoint = (CheckpointError,)
+            try:
+                summary = inspect_uri(
+                    args.uri, args.split, cfg.data, args.limit, args.checkpoint, args.weights
+                )
+            except bad_checkpoint as exc:  # missing, truncated or foreign checkpoint
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(json.dumps(summary, indent=1))
         elif args.command == "validate":
             from diod_ray.data.shards import validate
 

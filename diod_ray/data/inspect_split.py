@@ -33,10 +33,16 @@ def _clean(d: dict) -> dict:
 
 
 def inspect_split(
-    uri: str, split: str, data_cfg: DataConfig | None = None, limit: int | None = None
+    uri: str,
+    split: str,
+    data_cfg: DataConfig | None = None,
+    limit: int | None = None,
+    checkpoint: str | None = None,
+    weights: str | None = None,
 ) -> dict:
     """Clips, T/H/W, GT objects per clip, motion segments per frame and, where GT and moving
-    flags exist, :class:`~diod_ray.data.mask_quality.MaskQuality` of the motion masks."""
+    flags exist, :class:`~diod_ray.data.mask_quality.MaskQuality` of the motion masks and, with
+    ``checkpoint``, the W_fg coverage of static vs moving objects (:mod:`.fg_coverage`)."""
     from diod_ray.data.mask_quality import MaskQuality
 
     manifest = read_manifest(uri, split, data_cfg)
@@ -70,11 +76,24 @@ def inspect_split(
         out["moving_objects_per_clip"] = _stats(moving_objects)
     if with_moving:
         out["mask_quality"] = _clean(quality.summary())
+        if checkpoint:
+            from diod_ray.data.fg_coverage import fg_coverage
+
+            clips = iter_clips(uri, split, data_cfg, limit=limit)
+            out["fg_coverage"] = fg_coverage(checkpoint, clips, weights=weights)
     return out
 
 
 def inspect_uri(
-    uri: str, split: str | None = None, data_cfg: DataConfig | None = None, limit: int | None = None
+    uri: str,
+    split: str | None = None,
+    data_cfg: DataConfig | None = None,
+    limit: int | None = None,
+    checkpoint: str | None = None,
+    weights: str | None = None,
 ) -> dict:
     splits = [split] if split else list_splits(uri, data_cfg)
-    return {"uri": uri, "splits": {s: inspect_split(uri, s, data_cfg, limit) for s in splits}}
+    return {
+        "uri": uri,
+        "splits": {s: inspect_split(uri, s, data_cfg, limit, checkpoint, weights) for s in splits},
+    }
