@@ -146,6 +146,7 @@ def evaluate_model(
             frames = batch["frames"].to(device, non_blocking=True)
             gt_full = batch["gt"].to(device, non_blocking=True)
             moving = batch.get("gt_moving")
+            known = batch.get("moving_known")  # [B] bool: clips converted with moving flags
             B, T = frames.shape[:2]
             for win in _chunks(T, L):
                 video = frames[:, win]
@@ -160,7 +161,7 @@ def evaluate_model(
                 pred = slot_labels(attn.float(), bg)  # [B,t,h,w]
                 gt = downsample_nearest(gt_full[:, win], pred.shape[-2:])
                 mv = moving[:, win].to(device) if moving is not None else None
-                acc.update(gt, pred, mv)
+                acc.update(gt, pred, mv, known)
                 if example_sink is not None and n_examples < max_examples:
                     n_examples += _emit_examples(
                         batch, win, pred, fg, cfg, example_sink, max_examples - n_examples
@@ -172,7 +173,7 @@ def evaluate_model(
             "clip_len": used_len or L,
             "batchnorm": "batch statistics" if reference else "running statistics",
             "seconds": round(seconds, 3),
-            "frames_per_second": round(out["frames"] / seconds, 2) if seconds > 0 else math.nan,
+            "frames_per_second": round(out["frames"] / seconds, 2) if seconds > 0 else None,
         }
     )
     return out
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if ex_dir is not None:
         result["examples_dir"] = str(ex_dir)
-    text = json.dumps(json_safe(result), sort_keys=False)
+    text = json.dumps(json_safe(result), sort_keys=False, allow_nan=False)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

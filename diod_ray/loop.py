@@ -28,6 +28,7 @@ from diod_ray.checkpoint import (
     save_checkpoint,
 )
 from diod_ray.config import Config, from_dict, to_dict
+from diod_ray.data.order import data_seed
 from diod_ray.schedule import BURN_IN, DISTILL, Plan, learning_rate, make_plan
 from diod_ray.storage_paths import run_uri, upload_directory
 from diod_ray.teacher import build_teacher, unwrap
@@ -41,6 +42,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def seed_and_determinism(cfg: Config, device: torch.device, seed: int) -> None:
+    """Seed Python, NumPy and torch; ``run.deterministic`` also turns on Ray's
+    ``enable_reproducibility`` (cudnn.benchmark off, ``torch.use_deterministic_algorithms``,
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8``); otherwise a GPU keeps cudnn.benchmark on. The data
+    path seeds itself (diod_ray/data/order.py); docs/performance.md, "Deterministic runs"."""
+    if cfg.run.deterministic:
+        ray.train.torch.enable_reproducibility(seed % 2**32)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    seed_everything(seed)
 
 
 def outputs_to_float(out: Any) -> Any:
@@ -105,6 +118,9 @@ class TrainState:
             "step": self.step,
             "phase": BURN_IN if self.teacher is None else DISTILL,
             "rng": capture_rng(),
+            # the data stream is a function of (data seed, epoch, rank): the step fixes the
+            # position, the seed is kept to check that a resume continues the same stream
+            "data": {"seed": data_seed(self.cfg)},
             "config": to_dict(self.cfg),
             "metrics": dict(self.metrics),
         }
@@ -124,6 +140,13 @@ class TrainState:
             self.teacher.load_state_dict(state["teacher"])
         if state.get("rng") is not None:
             restore_rng(state["rng"])
+        saved_seed = (state.get("data") or {}).get("seed")
+        if saved_seed is not None and saved_seed != data_seed(self.cfg):
+            print(
+                f"[diod_ray] warning: resuming with data seed {data_seed(self.cfg)} but the "
+                f"checkpoint was trained with {saved_seed}: the rest of the run sees another "
+                "data stream than the uninterrupted run would have"
+            )
         self.resumed_from_step = self.step
 
 
@@ -360,9 +383,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device() if cfg.run.use_gpu else torch.device("cpu")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    seed_everything(cfg.run.seed + 1000 * rank)
+    seed_and_determinism(cfg, device, cfg.run.seed + 1000 * rank)
 
     # -- 1. state: fresh, resumed, or branched -------------------------------------------------
     ts = TrainState(cfg, device)
@@ -374,7 +395,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         print(f"[diod_ray] {cfg.run.name}: {how}; {plan}", flush=True)
     last_ckpt_step = ts.step
     last_val: dict[str, float] = {}  # the last epoch's val/*, repeated in the final report
-    shard = ray.train.get_dataset_shard("train")
     bg = unwrap(ts.student).bg_index
     keep = set(cfg.schedule.keep_burn_in_epochs)
 
@@ -387,9 +407,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 ts.metrics.update(prefixed("burn_in", evaluate_in_run(ts)))
                 log.scalars(ts.metrics, ts.step)
             ts.make_teacher()
-        steps = plan.steps_per_epoch - ts.step % plan.steps_per_epoch
+        # batches of this epoch already consumed (resume): the epoch's stream is rebuilt and
+        # skipped to there, so the rest of the epoch is what the uninterrupted run saw
+        done = ts.step % plan.steps_per_epoch
         t_wait = time.perf_counter()
-        batches = iter(_iter_batches(shard, cfg, epoch, steps, device))
+        batches = iter(_iter_batches(cfg, epoch, plan.steps_per_epoch, done, device, rank, world))
         for batch in batches:
             wait = time.perf_counter() - t_wait
             phase = plan.phase(ts.step)
@@ -471,10 +493,15 @@ def ranks_param_spread(model: torch.nn.Module) -> float:
     return float((hi - lo).abs().max())
 
 
-def _iter_batches(shard, cfg: Config, epoch: int, steps: int, device: torch.device):
+def _iter_batches(
+    cfg: Config, epoch: int, steps: int, skip: int, device: torch.device, rank: int, world: int
+):
+    """Batches ``skip``..``steps``-1 of ``epoch`` for this rank: each worker builds its epoch's
+    ordered Dataset itself (diod_ray/data/pipeline.py), so the stream is a function of
+    (data seed, epoch, rank) and not of Ray Data's task timing."""
     from diod_ray.data.pipeline import iter_train_batches
 
-    return iter_train_batches(shard, cfg, epoch, steps, device)
+    return iter_train_batches(cfg, epoch, steps, device, rank=rank, world=world, skip=skip)
 
 
 def _inject_fault(cfg: Config) -> None:

@@ -312,11 +312,18 @@ def _nan_div(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
+def _ratio(a: float, b: float) -> float | None:
+    """A dataset metric, or None (JSON null) when it cannot be computed (empty denominator)."""
+    return a / b if b else None
+
+
 class MetricAccumulator:
     """Streaming dataset metrics; memory independent of the dataset size (a few counters).
 
-    ``update(gt [B,T,h,w], pred [B,T,h,w], gt_moving [B,T,G+1] | None)`` per batch of clips (each
-    clip is one ARI unit), ``summary()`` at the end, ``merge(other)`` / ``state_dict()`` /
+    ``update(gt [B,T,h,w], pred [B,T,h,w], gt_moving [B,T,G+1] | None, moving_known [B] | None)``
+    per batch of clips (each clip is one ARI unit; only clips whose moving flags are known count
+    into static / moving recall), ``summary()`` at the end (None where a metric cannot be
+    computed), ``merge(other)`` / ``state_dict()`` /
     ``to_tensor()`` + ``from_tensor()`` to combine DDP ranks or Ray tasks (sum of the counters)."""
 
     def __init__(self, protocol: str = "clean"):
@@ -326,7 +333,7 @@ class MetricAccumulator:
 
     # -- accumulation ------------------------------------------------------------------------
     @torch.inference_mode()
-    def update(self, gt, pred, gt_moving=None) -> None:
+    def update(self, gt, pred, gt_moving=None, moving_known=None) -> None:
         gt = _as_long(gt, "gt")
         pred = _as_long(pred, "pred").to(gt.device)
         tables = contingency_tables(gt, pred)
@@ -361,10 +368,14 @@ class MetricAccumulator:
         s["n_pred"] += m.n_pred
         s["n_gt"] += m.n_gt
         s["best_overlap_sum"] += float(m.best_iou.sum())
-        if gt_moving is not None:
+        known = None
+        if gt_moving is not None and moving_known is not None:
+            known = torch.as_tensor(moving_known, device=m.present.device).bool().view(B, 1, 1)
+        if gt_moving is not None and (known is None or bool(known.any())):
             self._motion_known = True
-            moving = _moving_per_row(tables, gt_moving) & m.present
-            static = m.present & ~moving
+            present = m.present if known is None else m.present & known  # [B,T,U]
+            moving = _moving_per_row(tables, gt_moving) & present
+            static = present & ~moving
             s["moving_gt"] += int(moving.sum())
             s["moving_hit"] += int((moving & m.recalled).sum())
             s["static_gt"] += int(static.sum())
@@ -409,18 +420,19 @@ class MetricAccumulator:
         s = self._s
         tp, n_pred, n_gt = s["tp"], s["n_pred"], s["n_gt"]
         out = {
-            "fg_ari": _nan_div(s["fg_ari_sum"], s["fg_ari_clips"]),
-            "all_ari": _nan_div(s["all_ari_sum"], s["all_ari_clips"]),
-            "f1": _nan_div(2 * tp, n_pred + n_gt),
-            "precision": _nan_div(tp, n_pred),
-            "recall": _nan_div(tp, n_gt),
-            "static_recall": _nan_div(s["static_hit"], s["static_gt"])
+            "fg_ari": _ratio(s["fg_ari_sum"], s["fg_ari_clips"]),
+            "all_ari": _ratio(s["all_ari_sum"], s["all_ari_clips"]),
+            "f1": _ratio(2 * tp, n_pred + n_gt),
+            "precision": _ratio(tp, n_pred),
+            "recall": _ratio(tp, n_gt),
+            # None without moving flags: never all of recall reported as static recall
+            "static_recall": _ratio(s["static_hit"], s["static_gt"])
             if self._motion_known
-            else math.nan,
-            "moving_recall": _nan_div(s["moving_hit"], s["moving_gt"])
+            else None,
+            "moving_recall": _ratio(s["moving_hit"], s["moving_gt"])
             if self._motion_known
-            else math.nan,
-            "mbo": _nan_div(s["best_overlap_sum"], n_gt),
+            else None,
+            "mbo": _ratio(s["best_overlap_sum"], n_gt),
             "clips": int(s["clips"]),
             "frames": int(s["frames"]),
             "protocol": self.protocol,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -60,13 +61,18 @@ def _storage(cfg: Config) -> tuple[str, Any]:
 def build_trainer(cfg: Config, *, callbacks=()):
     """The TorchTrainer of a run: DDP over ``run.num_workers`` (0 = in-process local mode)."""
     import ray.train
+    from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
 
-    from diod_ray.data.pipeline import eval_dataset, train_dataset
+    from diod_ray.data.pipeline import eval_dataset, train_index
     from diod_ray.loop import train_loop_per_worker
 
     storage_path, storage_fs = _storage(cfg)
-    datasets = {"train": train_dataset(cfg)}
+    # the train split is checked here (bad shards fail in the driver, file named), but each
+    # worker builds its own ordered Dataset per epoch (loop._iter_batches): a deterministic
+    # stream of (data seed, epoch, rank) instead of one streaming_split of one Dataset
+    train_index(cfg)
+    datasets = {}
     if cfg.run.evaluate_at_end:
         datasets["test"] = eval_dataset(cfg, cfg.data.test_split)
     if cfg.run.val_every_epochs > 0:  # val/* per epoch: the val split, else test (said once)
@@ -90,7 +96,10 @@ def build_trainer(cfg: Config, *, callbacks=()):
             callbacks=list(callbacks),
         ),
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        # eval datasets unsplit and in stored order: the same batches, the same metric sums
+        dataset_config=ray.train.DataConfig(
+            datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)
+        ),
     )
 
 
@@ -115,7 +124,12 @@ def summarise(cfg: Config, result) -> dict[str, Any]:
         checkpoint = f"s3://{checkpoint}"
     out: dict[str, Any] = {"run": cfg.run.name}
     for phase in ("burn_in", "final"):
-        out[phase] = {k: metrics[f"{phase}/{k}"] for k in METRIC_NAMES if f"{phase}/{k}" in metrics}
+        # an evaluated phase lists every metric; one that could not be computed (no moving
+        # flags: static/moving recall; no prediction: precision) is null, never NaN
+        measured = any(f"{phase}/{k}" in metrics for k in METRIC_NAMES)
+        out[phase] = (
+            {k: _finite(metrics.get(f"{phase}/{k}")) for k in METRIC_NAMES} if measured else {}
+        )
     out.update(
         {
             "steps": metrics.get("step"),
@@ -129,9 +143,13 @@ def summarise(cfg: Config, result) -> dict[str, Any]:
     return out
 
 
+def _finite(v: Any) -> Any:
+    return v if not isinstance(v, float) or math.isfinite(v) else None
+
+
 def write_summary(cfg: Config, summary: dict[str, Any]) -> None:
     uri = f"{run_uri(cfg)}/{SUMMARY_FILE}"
-    text = json.dumps(summary, indent=2)
+    text = json.dumps(summary, indent=2, allow_nan=False)
     if uri.startswith("s3://"):
         from diod_ray.data.storage import filesystem_for
 
@@ -181,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = run(cfg)
-    print(json.dumps(summary), flush=True)
+    print(json.dumps(summary, allow_nan=False), flush=True)
     return 0
 
 

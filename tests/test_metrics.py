@@ -259,7 +259,7 @@ def test_accumulator_equals_per_clip_computation():
         assert (s["tp"], s["n_pred"], s["n_gt"]) == (tp, n_pred, n_gt)
         assert s["f1"] == pytest.approx(2 * tp / (n_pred + n_gt))
         assert s["clips"] == 12 and s["frames"] == 36
-        assert math.isnan(s["moving_recall"])
+        assert s["moving_recall"] is None and s["static_recall"] is None  # no flags: null
 
 
 @pytest.mark.parametrize("scale", [200_000, 2_000_000])
@@ -345,3 +345,28 @@ def test_downsample_nearest_matches_torch_interpolate():
     ours = metrics.downsample_nearest(ids, (10, 19))
     theirs = F.interpolate(ids.float(), size=(10, 19), mode="nearest").long()
     assert torch.equal(ours, theirs)
+
+
+def test_clips_without_moving_flags_count_in_recall_only():
+    """Issue #13 item 8: a clip converted without moving flags (moving_known False) counts in
+    recall but in neither static nor moving recall; with no flags at all both are None (JSON
+    null), never NaN and never all of recall reported as static recall."""
+    rng = np.random.default_rng(11)
+    g, p = _batch(rng)
+    moving = rng.random((4, 3, 6)) < 0.5
+    flagged = MetricAccumulator()
+    flagged.update(g[:2], p[:2], moving[:2])
+    mixed = MetricAccumulator()
+    mixed.update(g, p, moving, torch.tensor([True, True, False, False]))
+    a, b = flagged.summary(), mixed.summary()
+    assert (b["n_static_gt"], b["n_moving_gt"]) == (a["n_static_gt"], a["n_moving_gt"])
+    assert b["moving_recall"] == a["moving_recall"] and b["n_gt"] > a["n_gt"]
+    none = MetricAccumulator()
+    none.update(g, p, moving, torch.zeros(4, dtype=torch.bool))
+    s = none.summary()
+    assert s["recall"] is not None and s["static_recall"] is None and s["moving_recall"] is None
+    empty = MetricAccumulator().summary()
+    assert empty["f1"] is None and empty["recall"] is None
+    import json
+
+    json.dumps(s, allow_nan=False)  # strict JSON

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diod_ray.config import AugmentConfig, load_config
-from diod_ray.data import augment, pipeline, shards
+from diod_ray.data import augment, order, pipeline, shards
 from diod_ray.data.generate import ensure_synthetic
 
 # ------------------------------------------------------------------------------------------
@@ -111,6 +111,7 @@ def test_map_functions_without_ray(smoke_cfg):
     out = pipeline._train_map(table, smoke_cfg)
     n = table.num_rows
     assert out["weak"].shape == (n, 3, 32, 64, 3) and out["weak"].dtype == np.uint8
+    assert list(out["clip_id"]) == table.column("clip_id").to_pylist()
     assert out["motion"].shape == (n, 3, 32, 64)
     rgb = pipeline._eval_map(table, smoke_cfg, width=5)
     bgr_cfg = load_config("smoke", sets=[f"data.uri={smoke_cfg.data.uri}", "data.colour_order=bgr"])
@@ -140,44 +141,93 @@ def test_eval_batches_cover_every_clip_once(ray_session, smoke_cfg):
     assert sorted(seen) == sorted(stored)
 
 
-def test_torch_trainer_local_mode_reads_its_shard(ray_session, smoke_cfg):
-    """A real TorchTrainer (local mode): get_dataset_shard + iter_train_batches, cycling."""
-    import ray
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
+def test_train_map_is_independent_of_batch_composition(smoke_cfg):
+    """Each clip's window, crop, flip and colour come from (seed, epoch, pass, clip_id): mapping
+    the clips one by one or all at once (any number of Ray Data tasks) gives the same views."""
+    part = shards.part_files(smoke_cfg.data.uri, "train")[0]
+    table = pq.read_table(part)
+    whole = pipeline._train_map(table, smoke_cfg, epoch=3)
+    for i in range(table.num_rows):
+        one = pipeline._train_map(table.slice(i, 1), smoke_cfg, epoch=3)
+        assert one["clip_id"][0] == whole["clip_id"][i]
+        for k in ("weak", "strong", "motion"):
+            np.testing.assert_array_equal(one[k][0], whole[k][i])
+    other = pipeline._train_map(table, smoke_cfg, epoch=4)
+    assert any(not np.array_equal(other["strong"][i], whole["strong"][i]) for i in range(8))
+    keep = frozenset(whole["clip_id"][::2])
+    half = pipeline._train_map(table, smoke_cfg, epoch=3, keep=keep, out_frames=3)
+    assert list(half["clip_id"]) == list(whole["clip_id"][::2])
+    np.testing.assert_array_equal(half["weak"], whole["weak"][::2])
 
+
+def _stream(cfg, epoch, steps, **kw):
+    """(clip ids per batch, the batches) of iter_train_batches."""
+    batches = list(pipeline.iter_train_batches(cfg, epoch, steps, "cpu", **kw))
+    return [b["clip_id"] for b in batches], batches
+
+
+def test_train_stream_is_a_function_of_seed_epoch_and_position(ray_session, smoke_cfg):
+    """The same (seed, epoch) twice gives identical batches; a second pass fills an epoch longer
+    than the shard; skipping k batches gives the tail of the same stream (resume); another
+    epoch or run.seed gives another stream."""
     cfg = smoke_cfg
     per_pass = cfg.data.synthetic.num_train_clips // cfg.data.batch_size  # 8 clips / 2 = 4
-    steps = per_pass + 1  # forces a second pass over the shard
-
-    def loop(config):
-        shard = ray.train.get_dataset_shard("train")
-        shapes, ranges, ids = [], [], set()
-        for b in pipeline.iter_train_batches(
-            shard, config["cfg"], epoch=0, steps=steps, device="cpu"
-        ):
-            shapes.append(
-                [list(b[k].shape) + [str(b[k].dtype)] for k in ("weak", "strong", "motion")]
-            )
-            ranges.append([float(b["weak"].min()), float(b["weak"].max())])
-            ids |= set(b["motion"].unique().tolist())
-        ray.train.report({"shapes": shapes, "ranges": ranges, "ids": sorted(ids)})
-
-    trainer = TorchTrainer(
-        loop,
-        train_loop_config={"cfg": cfg},
-        scaling_config=ScalingConfig(num_workers=0),
-        datasets={"train": pipeline.train_dataset(cfg)},
+    steps = per_pass + 1  # forces a second pass
+    ids, first = _stream(cfg, 0, steps)
+    again_ids, again = _stream(cfg, 0, steps)
+    assert ids == again_ids and len(ids) == steps
+    for a, b in zip(first, again):
+        for k in ("weak", "strong", "motion"):
+            assert torch.equal(a[k], b[k]), k
+    b0 = first[0]
+    assert list(b0["weak"].shape) == [2, 3, 3, 32, 64] and b0["weak"].dtype == torch.float32
+    assert list(b0["motion"].shape) == [2, 3, 32, 64] and b0["motion"].dtype == torch.int64
+    assert -1.0 <= float(b0["weak"].min()) and float(b0["weak"].max()) <= 1.0
+    # one pass shows every clip once
+    assert sorted(c for batch in ids[:per_pass] for c in batch) == sorted(
+        c.clip_id for c in shards.iter_clips(cfg.data.uri, "train")
     )
-    m = trainer.fit().metrics
-    assert len(m["shapes"]) == steps
-    assert m["shapes"][0] == [
-        [2, 3, 3, 32, 64, "torch.float32"],
-        [2, 3, 3, 32, 64, "torch.float32"],
-        [2, 3, 32, 64, "torch.int64"],
-    ]
-    assert all(-1.0 <= lo and hi <= 1.0 for lo, hi in m["ranges"])
-    assert 0 in m["ids"] and max(m["ids"]) <= cfg.data.max_objects
+    tail_ids, tail = _stream(cfg, 0, steps, skip=3)
+    assert tail_ids == ids[3:]
+    for a, b in zip(first[3:], tail):
+        assert torch.equal(a["strong"], b["strong"])
+    assert _stream(cfg, 1, per_pass)[0] != ids[:per_pass]
+    seeded = load_config("smoke", sets=[f"data.uri={cfg.data.uri}", "run.seed=1"])
+    assert _stream(seeded, 0, per_pass)[0] != ids[:per_pass]
+
+
+def test_ranks_read_disjoint_clips(ray_session, smoke_cfg):
+    """Two ranks of one epoch: the same step count, disjoint clips that together cover the
+    split once per pass (1 part file < 2 ranks: each rank keeps every other clip)."""
+    cfg = smoke_cfg
+    r0, _ = _stream(cfg, 2, 2, rank=0, world=2)
+    r1, _ = _stream(cfg, 2, 2, rank=1, world=2)
+    assert len(r0) == len(r1) == 2 and all(len(b) == 1 for b in r0 + r1)
+    s0, s1 = {c for b in r0 for c in b}, {c for b in r1 for c in b}
+    assert not s0 & s1
+
+
+def test_epoch_files_deal_a_seeded_permutation():
+    paths = [f"p{i}" for i in range(5)]
+    ids = [[f"c{i}{j}" for j in range(3)] for i in range(5)]
+    f0, keep = order.epoch_files(paths, ids, 0, 0, 0, 0, 2)
+    f1, _ = order.epoch_files(paths, ids, 0, 0, 0, 1, 2)
+    assert keep is None and sorted(f0 + f1) == paths and len(f0) == 3 and len(f1) == 2
+    assert order.epoch_files(paths, ids, 0, 0, 0, 0, 2)[0] == f0  # same key, same files
+    perms = {tuple(order.epoch_files(paths, ids, 0, e, 0, 0, 1)[0]) for e in range(6)}
+    assert len(perms) > 1  # the order changes with the epoch
+    few, keep0 = order.epoch_files(paths[:1], ids[:1], 0, 0, 0, 0, 2)
+    _, keep1 = order.epoch_files(paths[:1], ids[:1], 0, 0, 0, 1, 2)
+    assert few == ["p0"] and keep0 | keep1 == set(ids[0]) and not keep0 & keep1
+
+
+def test_shuffle_buffer_is_seeded_and_keeps_every_item():
+    items = list(range(50))
+    a = list(order.shuffle_buffer(iter(items), 8, order.rng(1, 2)))
+    b = list(order.shuffle_buffer(iter(items), 8, order.rng(1, 2)))
+    c = list(order.shuffle_buffer(iter(items), 8, order.rng(1, 3)))
+    assert a == b != c and sorted(a) == items and a != items
+    assert a[0] < 9  # a buffer of 8 reaches at most 8 items ahead
 
 
 def test_pipeline_reads_from_s3(ray_session, smoke_cfg, s3_bucket):
@@ -199,41 +249,4 @@ def test_too_few_clips_for_a_batch(ray_session, tmp_path):
     shards.write_split(uri, "train", [make_clip(0, h=32, w=64, gt=False)])
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
     with pytest.raises(ValueError, match="fewer clips than one batch"):
-        list(pipeline.iter_train_batches(pipeline.train_dataset(cfg), cfg, 0, 2))
-
-
-@pytest.mark.slow
-def test_two_workers_get_the_same_step_count(ray_session, smoke_cfg, tmp_path):
-    """DDP-style: 2 workers, streaming_split; every rank yields exactly `steps` batches per epoch,
-    stopping mid-pass (4 clips per worker = 2 batches per pass) and starting again without a hang."""
-    import json
-
-    import ray
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    cfg = smoke_cfg
-
-    def loop(config):
-        shard = ray.train.get_dataset_shard("train")
-        counts = []
-        for epoch in range(2):
-            n = 0
-            for b in pipeline.iter_train_batches(shard, config["cfg"], epoch, 3, "cpu"):
-                assert b["weak"].shape[0] == cfg.data.batch_size  # per worker
-                n += 1
-            counts.append(n)
-        rank = ray.train.get_context().get_world_rank()
-        with open(f"{config['out']}/rank{rank}.json", "w") as f:
-            json.dump(counts, f)
-
-    trainer = TorchTrainer(
-        loop,
-        train_loop_config={"cfg": cfg, "out": str(tmp_path)},
-        # half a CPU per worker leaves the 2-CPU test cluster room for the Ray Data read tasks
-        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
-        datasets={"train": pipeline.train_dataset(cfg)},
-    )
-    trainer.fit()
-    for rank in (0, 1):
-        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == [3, 3]
+        list(pipeline.iter_train_batches(cfg, 0, 2))
