@@ -31,7 +31,8 @@ from diod_ray.config import Config, from_dict, to_dict
 from diod_ray.data.order import data_seed
 from diod_ray.schedule import BURN_IN, DISTILL, Plan, learning_rate, make_plan
 from diod_ray.storage_paths import run_uri, upload_directory
-from diod_ray.teacher import build_teacher, unwrap
+from diod_ray.teacher import build_teacher, keep_rate, unwrap
+from diod_ray.teacher_diagnostics import TeacherActivity
 
 # ============================================================================================
 # 1. Small helpers
@@ -235,7 +236,23 @@ def evaluate_in_run(ts: TrainState, max_clips: int = 0, dataset: str = "test") -
     was_training = model.training
     summary = evaluate_model(model, batches, cfg, cfg.run.eval_protocol)
     model.train(was_training)
+    if ts.teacher is not None:
+        summary.update(teacher_eval_summary(ts, shard, max_clips))
     return summary
+
+
+def teacher_eval_summary(ts: TrainState, shard, max_clips: int = 0) -> dict[str, float]:
+    """The teacher's pseudo-labels on the evaluation shard's clips with GT, as ``teacher_*`` keys:
+    kept per frame, frames with a kept candidate, motion masks kept, precision, static cover
+    (diod_ray/teacher_diagnostics.py, docs/teacher.md)."""
+    from diod_ray.data.pipeline import iter_eval_batches
+    from diod_ray.teacher_diagnostics import evaluate_teacher
+
+    cfg = ts.cfg
+    batches = iter_eval_batches(shard, cfg, cfg.run.eval_batch_size, ts.device)
+    if max_clips > 0:
+        batches = itertools.islice(batches, max(1, max_clips // cfg.run.eval_batch_size))
+    return {f"teacher_{k}": v for k, v in evaluate_teacher(ts.teacher, batches, cfg).items()}
 
 
 # ============================================================================================
@@ -370,15 +387,53 @@ def report(ts: TrainState, rank: int, metrics: dict[str, Any], with_checkpoint: 
         ray.train.report(metrics, checkpoint=None)
 
 
-def keep_burn_in_checkpoint(ts: TrainState, epoch: int) -> None:
-    """A burn-in checkpoint kept for good at ``<run>/kept/burn_in_epoch_<E>`` (sweep branches)."""
+def keep_burn_in_checkpoint(ts: TrainState, epoch: int | str) -> None:
+    """A burn-in checkpoint kept for good at ``<run>/kept/burn_in_epoch_<E>`` (sweep branches), or
+    with ``epoch="end"`` at :func:`burn_in_end_uri` (written at every switch to distillation, so
+    ``run.num_to_keep`` never prunes the end-of-burn-in model)."""
+    uri = f"{run_uri(ts.cfg)}/kept/burn_in_epoch_{epoch}"
+    if epoch == "end":
+        uri = burn_in_end_uri(ts.cfg)
     with tempfile.TemporaryDirectory(prefix="diod-kept-") as d:
         save_checkpoint(d, ts.to_state())
-        upload_directory(d, f"{run_uri(ts.cfg)}/kept/burn_in_epoch_{epoch}", ts.cfg)
+        upload_directory(d, uri, ts.cfg)
+
+
+def burn_in_end_uri(cfg: Config) -> str:
+    """Where the end-of-burn-in checkpoint of a run is kept: ``<run>/kept/burn_in_end``."""
+    return f"{run_uri(cfg)}/kept/burn_in_end"
+
+
+def epoch_teacher_summary(
+    ts: TrainState, activity: TeacherActivity, epoch: int, rank: int
+) -> dict[str, float]:
+    """One distillation epoch's teacher activity, summed over the ranks (every rank calls it), as
+    ``teacher/*`` keys: kept_per_frame, frames_with_kept, motion_kept_share, and over the run so far
+    min_kept_per_frame and epochs_without_candidates. Rank 0 prints one warning line when the epoch
+    kept no candidate at all (the teacher term of eq. 5 was then zero)."""
+    total = activity.all_reduce(ts.device)
+    s = total.summary()
+    rates = ("kept_per_frame", "frames_with_kept", "motion_kept_share")
+    out = {f"teacher/{k}": s[k] for k in rates}
+    kept = s["kept_per_frame"] if total.frames > 0 else 0.0
+    prev_min = ts.metrics.get("teacher/min_kept_per_frame", float("inf"))
+    out["teacher/min_kept_per_frame"] = min(prev_min, kept)
+    idle = ts.metrics.get("teacher/epochs_without_candidates", 0.0) + (total.kept == 0)
+    out["teacher/epochs_without_candidates"] = float(idle)
+    if total.kept == 0 and rank == 0:
+        d = ts.cfg.distill
+        print(
+            f"[diod_ray] warning: distillation epoch {epoch} kept no teacher candidate in "
+            f"{int(total.frames)} frames (distill.p={d.p}, distill.score_source={d.score_source}): "
+            f"the teacher term of eq. 5 was zero (docs/teacher.md)",
+            flush=True,
+        )
+    return out
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = from_dict(config["cfg"])
+    keep_rate(cfg)  # a bad distill.ema / ema_half_life_steps fails here, not after burn-in
     plan = make_plan(cfg, int(config["steps_per_epoch"]))
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -397,16 +452,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     last_val: dict[str, float] = {}  # the last epoch's val/*, repeated in the final report
     bg = unwrap(ts.student).bg_index
     keep = set(cfg.schedule.keep_burn_in_epochs)
+    activity = TeacherActivity()  # this epoch's teacher pseudo-labels (distillation steps)
 
     # -- 2. epochs -----------------------------------------------------------------------------
     while ts.step < plan.total_steps:
         epoch = plan.epoch(ts.step)
         if plan.phase(ts.step) == DISTILL and ts.teacher is None:
-            # end of burn-in: measure it, then duplicate the student into the teacher
+            # end of burn-in: keep it for good, duplicate the student into the teacher, measure
+            # both (the teacher's pseudo-labels at the switch: burn_in/teacher_*)
+            if rank == 0:
+                keep_burn_in_checkpoint(ts, "end")
+                ts.metrics["burn_in_kept"] = 1.0
+            ts.make_teacher()
             if cfg.run.evaluate_at_end and "burn_in/f1" not in ts.metrics and rank == 0:
                 ts.metrics.update(prefixed("burn_in", evaluate_in_run(ts)))
                 log.scalars(ts.metrics, ts.step)
-            ts.make_teacher()
         # batches of this epoch already consumed (resume): the epoch's stream is rebuilt and
         # skipped to there, so the rest of the epoch is what the uninterrupted run saw
         done = ts.step % plan.steps_per_epoch
@@ -416,6 +476,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             wait = time.perf_counter() - t_wait
             phase = plan.phase(ts.step)
             res, out, teacher_out = train_step(ts, batch, plan)
+            if teacher_out is not None:
+                activity.add_step(res.stats)
             log.add(
                 res,
                 batch["strong"].shape[0] * world,
@@ -441,6 +503,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "phase": 0 if plan.phase(ts.step - 1) == BURN_IN else 1,
             "loss": float(avg.get("loss/total", float("nan"))),
         }
+        if plan.phase(ts.step - 1) == DISTILL:
+            teacher = epoch_teacher_summary(ts, activity, epoch_done, rank)
+            activity = TeacherActivity()
+            ts.metrics.update(teacher)  # in every later report, and the final JSON line
+            log.scalars(teacher, ts.step)
         if (
             cfg.run.val_every_epochs > 0
             and epoch_done % cfg.run.val_every_epochs == 0

@@ -1,7 +1,8 @@
 """EMA teacher for the teacher-student distillation (paper §3.3.1).
 
 At the end of burn-in the student is duplicated; after every optimiser step the teacher becomes
-``ema * teacher + (1 - ema) * student`` (keep rate ``distill.ema``, 0.996 in the paper). Only the
+``ema * teacher + (1 - ema) * student`` (keep rate :func:`keep_rate`: ``distill.ema``, 0.996 in the
+paper, or ``distill.ema_half_life_steps``). Only the
 student receives gradients: the teacher's parameters have ``requires_grad=False`` and it always runs
 under ``torch.no_grad()``.
 """
@@ -9,10 +10,13 @@ under ``torch.no_grad()``.
 from __future__ import annotations
 
 import copy
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from diod_ray.config import DistillConfig
 
 if TYPE_CHECKING:
     from diod_ray.config import Config
@@ -143,8 +147,47 @@ class EMATeacher:
         self.num_updates = int(state.get("num_updates", 0))
 
 
-def build_teacher(student: nn.Module, cfg: Config) -> EMATeacher:
-    """The teacher of a run: EMA with ``distill.ema`` / ``distill.teacher_bn``; frozen (no EMA) when
-    ``distill.offline`` (Table 4 (b): offline pseudo-labelling from the end-of-burn-in model)."""
+DEFAULT_EMA: float = DistillConfig.ema  # 0.996, the paper's keep rate
+
+
+def half_life(keep: float) -> float:
+    """Steps after which the teacher holds half of a weight it had: ln 0.5 / ln keep (inf at 1)."""
+    if keep >= 1.0:
+        return math.inf
+    if keep <= 0.0:
+        return 0.0
+    return math.log(0.5) / math.log(keep)
+
+
+def keep_rate(cfg: Config) -> float:
+    """The teacher's EMA keep rate; raises ValueError naming the field on a bad value.
+
+    One precedence rule: ``distill.ema_half_life_steps`` > 0 sets the keep rate to
+    ``0.5 ** (1 / half_life)`` (the teacher then forgets half of a student state in that many
+    steps) and wins over ``distill.ema``, which must then stay at its default 0.996 (a different
+    ``ema`` beside a half-life is an error, so a sweep over ``ema`` cannot be silently ignored);
+    ``ema_half_life_steps`` = 0 uses ``distill.ema``. Paper §3.3.1: 0.996, a half-life of ~173 steps.
+    """
     d = cfg.distill
-    return EMATeacher(student, d.ema, d.teacher_bn, frozen=d.offline)
+    hl = float(d.ema_half_life_steps)
+    if not math.isfinite(hl) or hl < 0:
+        raise ValueError(
+            f"distill.ema_half_life_steps must be >= 0 steps (0 = use distill.ema), got {hl!r}"
+        )
+    if not 0.0 <= d.ema <= 1.0:
+        raise ValueError(f"distill.ema must lie in [0, 1], got {d.ema!r}")
+    if hl == 0:
+        return float(d.ema)
+    if d.ema != DEFAULT_EMA:
+        raise ValueError(
+            f"distill.ema={d.ema!r} and distill.ema_half_life_steps={hl!r} both set the teacher's "
+            f"EMA; set one (ema_half_life_steps=0 to use ema, or leave ema at {DEFAULT_EMA})"
+        )
+    return 0.5 ** (1.0 / hl)
+
+
+def build_teacher(student: nn.Module, cfg: Config) -> EMATeacher:
+    """The teacher of a run: EMA with :func:`keep_rate` and ``distill.teacher_bn``; frozen (no EMA)
+    when ``distill.offline`` (Table 4 (b): offline pseudo-labelling from the end-of-burn-in model)."""
+    d = cfg.distill
+    return EMATeacher(student, keep_rate(cfg), d.teacher_bn, frozen=d.offline)

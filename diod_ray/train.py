@@ -140,6 +140,37 @@ def summarise(cfg: Config, result) -> dict[str, Any]:
             "tensorboard": f"tensorboard --logdir {run_uri(cfg)}/tensorboard",
         }
     )
+    if metrics.get("burn_in_kept"):
+        from diod_ray.loop import burn_in_end_uri
+
+        out["burn_in_checkpoint"] = burn_in_end_uri(cfg)
+    if cfg.schedule.distill_epochs > 0:
+        out["teacher"] = teacher_summary(cfg, metrics)
+    return out
+
+
+def teacher_summary(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The "teacher" object of the final JSON line (docs/teacher.md): its EMA horizon, the last
+    distillation epoch's activity on training batches (``teacher/*``), and its GT-based
+    pseudo-label diagnostics at the end of burn-in and at the end (``burn_in/teacher_*``,
+    ``final/teacher_*``). NaN (nothing to rate) is written as null."""
+    from diod_ray.teacher import half_life, keep_rate
+
+    keep = keep_rate(cfg)
+    out: dict[str, Any] = {
+        "score_source": cfg.distill.score_source,
+        "p": cfg.distill.p,
+        "ema_keep_rate": keep,
+        "ema_half_life_steps": _finite(half_life(keep)),
+    }
+    out.update(
+        {k[len("teacher/") :]: _finite(v) for k, v in metrics.items() if k.startswith("teacher/")}
+    )
+    for phase in ("burn_in", "final"):
+        key = f"{phase}/teacher_"
+        part = {k[len(key) :]: _finite(v) for k, v in metrics.items() if k.startswith(key)}
+        if part:
+            out[phase] = part
     return out
 
 

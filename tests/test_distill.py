@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from diod_ray.config import Config, load_preset
@@ -103,8 +104,14 @@ def test_filter_motion_masks_and_eq4_by_hand():
     assert abs(got_t.item() - bce_by_hand(probs, m, 1.5)) < 1e-5
 
 
-def test_distill_loss_by_hand():
+@pytest.mark.parametrize(
+    "source, score",
+    # the teacher's own slot attention on C1 / C2 is 0.95; its W_fg = 1 - 0.02 = 0.98
+    [("attention", 0.95), ("foreground", 0.98)],
+)
+def test_distill_loss_by_hand(source, score):
     student, teacher, motion, target, cfg = hand_case()
+    cfg.distill.score_source = source
     res = distill_loss(student, teacher, motion, target, cfg, bg_index=2)
     s0, s1 = STUDENT
     mask = lambda idx: [i in idx for i in range(8)]  # noqa: E731
@@ -112,7 +119,8 @@ def test_distill_loss_by_hand():
     swap = bce_by_hand(s0, mask(C1), 1) + bce_by_hand(s1, mask(C2), 1)
     keep = bce_by_hand(s1, mask(C1), 1) + bce_by_hand(s0, mask(C2), 1)
     assert keep < swap
-    teacher_term = (bce_by_hand(s1, mask(C1), 1.95) + bce_by_hand(s0, mask(C2), 1.95)) / 2
+    w = 1 + score  # eq. (3) weight
+    teacher_term = (bce_by_hand(s1, mask(C1), w) + bce_by_hand(s0, mask(C2), w)) / 2
     motion_term = bce_by_hand(s1, mask(C1), 1.98)  # object 1, score = mean W_fg = 0.98
     fg_s = [a + b for a, b in zip(s0, s1)]  # W_fg = 1 - attn of the background slot
     nll = -sum(math.log(q(f)) for i, f in enumerate(fg_s) if i in C1) / 8  # m'_fg = object 1 only
@@ -230,5 +238,5 @@ def test_one_real_distillation_step():
     for k, p in teacher.model.named_parameters():
         assert p.grad is None
         torch.testing.assert_close(
-            p, cfg.distill.ema * before[k] + (1 - cfg.distill.ema) * s[k].detach()
+            p, teacher.ema * before[k] + (1 - teacher.ema) * s[k].detach()
         )

@@ -132,7 +132,8 @@ def test_batched_equals_frame_by_frame_and_kept_first():
     attn = torch.softmax(logits * 12, dim=1)
     fg = 1 - attn[:, BG]
     for conn in ("one_to_many", "one_to_one"):
-        c = cfg(connection=conn, min_region_pixels=3, p=0.65)
+        # attention scores spread around p here, so some candidates are kept and some dropped
+        c = cfg(connection=conn, min_region_pixels=3, p=0.65, score_source="attention")
         batch = extract_candidates(attn, fg, c, BG)
         assert batch.n_kept > 0 and batch.n_dropped > 0
         for i in range(6):
@@ -167,8 +168,12 @@ def test_quirk_first_component():
     bg_value = np.full((1, H, W), 0.03, dtype=np.float32)
     bg_value[0, 7:11, 14:18] = 0.02  # W_fg 0.97 / 0.98 inside the two blobs
     attn, fg = teacher_maps(label, value, bg_value)
-    assert extract_candidates(attn, fg, cfg(), BG).n_kept == 0  # paper: both below p
-    quirk = extract_candidates(attn, fg, cfg(quirk_first_component=True), BG)
+    att = cfg(score_source="attention")
+    assert extract_candidates(attn, fg, att, BG).n_kept == 0  # own attention: both below p
+    assert extract_candidates(attn, fg, cfg(), BG).n_kept == 2  # default W_fg: both above p
+    quirk = extract_candidates(
+        attn, fg, cfg(quirk_first_component=True, score_source="attention"), BG
+    )
     # the first keeps its label unconditionally and passes the W_fg filter; the split-off one
     # fails the extraction filter (attention 0.7)
     assert quirk.n_kept == 1 and quirk.n_dropped == 1

@@ -153,8 +153,10 @@ def distill_loss(
     target [B, T, 3, H, W] the strong view the reconstruction is compared with.
 
     stats: candidates_kept / candidates_dropped (teacher candidates above / below p, whole batch),
-    candidates_small (regions at or under the size threshold), motion_total (valid motion masks),
-    motion_kept_share (|M'| / |M|; 0 when there is no motion mask), teacher_matched (matched kept
+    candidates_small (regions at or under the size threshold), candidates_per_frame, frames (B*T),
+    frames_with_kept_share (frames with at least one kept candidate), motion_total / motion_kept
+    (valid motion masks / those in M'), motion_kept_share (|M'| / |M|; 0 when there is no motion
+    mask), teacher_matched (matched kept
     candidates), teacher_student_agreement (mean IoU over matched pairs of a kept teacher candidate
     and the student's argmax region of its matched slot; 0 when nothing is matched),
     teacher_fg_share / student_fg_share (mean W_fg). All stats are finite floats.
@@ -188,14 +190,14 @@ def distill_loss(
         motion_per_obj = motion_bce_loss(m_probs, m_masks, m_scores.reshape(n, o))
         motion_used = kept.reshape(n, o) & (m_match >= 0)
         m_fg = (masks * kept[..., None, None]).sum(2).clamp(max=1.0)  # [B, T, h, w] union of M'
-        motion_total = float(valid.sum())
-        motion_kept_share = float(kept.sum()) / motion_total if motion_total else 0.0
+        motion_total, motion_kept = float(valid.sum()), float(kept.sum())
+        motion_kept_share = motion_kept / motion_total if motion_total else 0.0
     else:
         # Table 4 (a) row 2: the teacher's kept candidates are the only label source
         motion_per_obj = probs.new_zeros(n, 0)
         motion_used = torch.zeros(n, 0, dtype=torch.bool, device=probs.device)
         m_fg = (cand_masks * cand_valid[..., None]).sum(1).clamp(max=1.0).reshape(b, t, h, w)
-        motion_total, motion_kept_share = 0.0, 0.0
+        motion_total, motion_kept, motion_kept_share = 0.0, 0.0, 0.0
 
     fgbg = fg_bg_loss(
         student.fg,
@@ -227,7 +229,10 @@ def distill_loss(
         "candidates_dropped": float(cands.n_dropped),
         "candidates_small": float(cands.n_small),
         "candidates_per_frame": float(cands.n_kept) / max(n, 1),
+        "frames": float(n),
+        "frames_with_kept_share": float((cands.valid.sum(1) > 0).float().mean()) if n else 0.0,
         "motion_total": motion_total,
+        "motion_kept": motion_kept,
         "motion_kept_share": motion_kept_share,
         "teacher_matched": float(teacher_used.sum()),
         "teacher_student_agreement": _agreement(s_attn.detach(), cand_masks, cand_match),
