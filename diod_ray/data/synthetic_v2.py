@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from diod_ray.config import SyntheticConfig
+from diod_ray.data.synth_draw import _pattern, _shape_mask, _value_noise
 from diod_ray.data.synthetic import (
     REFERENCE_AREA,
     SENSOR_NOISE_STD,
@@ -41,11 +42,8 @@ from diod_ray.data.synthetic import (
     _frame0_view,
     _Object,
     _paste,
-    _pattern,
     _random_direction,
-    _shape_mask,
     _trajectory,
-    _value_noise,
     _view,
     split_seed,
 )
