@@ -219,6 +219,7 @@ def run_stage(
     storage_path, storage_fs = tune_storage(root)
     exp_path = f"{storage_path}/{stage.name}"
     fn = trainable(sweep, res)
+    searched = search_alg is not None or scheduler is not None
     _STOP_AFTER_TRIALS = stop_after_trials
     if tune.Tuner.can_restore(exp_path, storage_filesystem=storage_fs):
         print(f"[sweep] stage {stage.name}: resuming {exp_path}", flush=True)
@@ -235,8 +236,10 @@ def run_stage(
             fn,
             param_space=stage_param_space(stage, search_space),
             tune_config=tune.TuneConfig(
-                metric=OBJECTIVE,
-                mode=MODE,
+                # the one objective of the searcher and the scheduler; a grid stage has neither
+                # (and no per-epoch validation to report it)
+                metric=OBJECTIVE if searched else None,
+                mode=MODE if searched else None,
                 num_samples=stage.num_samples or 1,
                 search_alg=search_alg,
                 scheduler=scheduler,
