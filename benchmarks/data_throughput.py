@@ -3,9 +3,12 @@
 clips/s for: synthetic rendering, flow-based motion masks, the frame/mask encodings (raw+zstd vs
 PNG: bytes per clip, read+decode), and the Ray Data read+decode+augment pipeline from local disk
 and from S3 (a moto ThreadedMotoServer on 127.0.0.1 started here), at the ``synthetic``
-(64x128) and ``tri-pd`` (480x968) resolutions.
+(64x128) and ``tri-pd`` (480x968) resolutions. ``pipeline_local`` / ``pipeline_s3`` are the
+training stream as the loop reads it (ordered Datasets, shuffle buffer); ``order_cost`` reads the
+same Dataset with and without ``preserve_order`` (the price of deterministic runs, issue #13).
 
-    python benchmarks/data_throughput.py [--clips 32] [--tri-pd-clips 4]
+    python benchmarks/data_throughput.py [--clips 32] [--tri-pd-clips 4] [--skip-order-cost]
+    python benchmarks/data_throughput.py --order-cost-only --clips 64
 """
 
 from __future__ import annotations
@@ -83,18 +86,23 @@ def decode_augment(cfg, clips: list[Clip]) -> float:
     return _rate(table.num_rows, time.perf_counter() - t0)
 
 
-def ray_pipeline(cfg, uri: str, passes: int = 2) -> dict:
-    """read_parquet + decode + weak/strong augmentation -> torch batches, clips/s per pass."""
+def _bench_cfg(cfg, uri: str):
     c = load_config(sets=[])
     c.data = cfg.data
     c.data.uri = uri
     c.data.batch_size = 1
-    ds = pipeline.train_dataset(c)
+    return c
+
+
+def ray_pipeline(cfg, uri: str, passes: int = 2) -> dict:
+    """read_parquet + decode + weak/strong augmentation -> torch batches, clips/s per pass
+    (epoch p = pass p: a fresh ordered Dataset each, as the training loop builds them)."""
+    c = _bench_cfg(cfg, uri)
     n = shards.count_clips(uri, c.data.train_split, c.data)
     rates = []
     for p in range(passes):
         t0 = time.perf_counter()
-        got = sum(1 for _ in pipeline.iter_train_batches(ds, c, p, n, "cpu"))
+        got = sum(1 for _ in pipeline.iter_train_batches(c, p, n, "cpu"))
         rates.append((got, round(time.perf_counter() - t0, 2)))
     # a pass includes Ray Data's start-up (planning, ListFiles, task launch: seconds on 2 cores)
     return {
@@ -104,10 +112,32 @@ def ray_pipeline(cfg, uri: str, passes: int = 2) -> dict:
     }
 
 
+def order_cost(cfg, uri: str, reps: int = 3) -> dict:
+    """clips/s of one epoch's Dataset (read + decode + augment, iter_batches) with
+    ``preserve_order`` True and False, alternating, best of ``reps`` each."""
+    c = _bench_cfg(cfg, uri)
+    best = {True: 0.0, False: 0.0}
+    for r in range(reps):
+        for keep in (True, False):
+            ds = pipeline.train_dataset(c, epoch=r, preserve_order=keep)
+            t0 = time.perf_counter()
+            n = sum(len(b["clip_id"]) for b in ds.iter_batches(batch_size=None))
+            best[keep] = max(best[keep], _rate(n, time.perf_counter() - t0))
+    return {
+        "preserve_order_clips_s": best[True],
+        "unordered_clips_s": best[False],
+        "ordered_over_unordered": round(best[True] / best[False], 3) if best[False] else None,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=32, help="clips at 64x128")
     ap.add_argument("--tri-pd-clips", type=int, default=4, help="clips at 480x968")
+    ap.add_argument("--skip-order-cost", action="store_true", help="no ordered/unordered row")
+    ap.add_argument(
+        "--order-cost-only", action="store_true", help="only the ordered/unordered row, 64x128"
+    )
     args = ap.parse_args()
 
     import boto3
@@ -141,6 +171,11 @@ def main() -> None:
         ):
             cfg = load_config("synthetic", sets=[f"data.height={h}", f"data.width={w}"])
             clips, r = render(cfg, n)
+            if args.order_cost_only:
+                local = os.path.join(tmp, name)
+                shards.write_split(local, "train", clips, cfg.data, clips_per_file=8)
+                result[name] = {"clips": n, "order_cost_local": order_cost(cfg, local)}
+                break
             r["clips"] = n
             r["encodings"] = encodings(clips)
             r["decode_augment_clips_s"] = decode_augment(cfg, clips)
@@ -150,6 +185,8 @@ def main() -> None:
                 shards.write_split(uri, "train", clips, cfg.data, clips_per_file=8)
             r["pipeline_local"] = ray_pipeline(cfg, local)
             r["pipeline_s3"] = ray_pipeline(cfg, s3)
+            if not args.skip_order_cost:
+                r["order_cost_local"] = order_cost(cfg, local)
             result[name] = r
     ray.shutdown()
     server.stop()

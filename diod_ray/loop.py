@@ -49,9 +49,13 @@ def seed_and_determinism(cfg: Config, device: torch.device, seed: int) -> None:
     """Seed Python, NumPy and torch; ``run.deterministic`` also turns on Ray's
     ``enable_reproducibility`` (cudnn.benchmark off, ``torch.use_deterministic_algorithms``,
     ``CUBLAS_WORKSPACE_CONFIG=:4096:8``); otherwise a GPU keeps cudnn.benchmark on. The data
-    path seeds itself (diod_ray/data/order.py); docs/performance.md, "Deterministic runs"."""
+    path seeds itself (diod_ray/data/order.py); docs/performance.md, "Deterministic runs".
+
+    ``warn_only``: an op without a deterministic CUDA kernel (e.g. ``bincount`` with weights)
+    warns, naming itself, instead of failing the run hours in."""
     if cfg.run.deterministic:
         ray.train.torch.enable_reproducibility(seed % 2**32)
+        torch.use_deterministic_algorithms(True, warn_only=True)
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     seed_everything(seed)
