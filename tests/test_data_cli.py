@@ -162,8 +162,8 @@ def test_fg_coverage_counts_hand_built_maps():
     acc = FgCoverage()
     acc.update(fg, gt, moving)
     s = acc.summary()
-    assert s["moving"] == {"objects": 2, "mean_fg": 0.9, "covered_share": 1.0}
-    assert s["static"] == {"objects": 2, "mean_fg": 0.4, "covered_share": 0.5}
+    assert s["moving"] == {"objects": 2, "mean_fg": 0.9, "covered_share": 1.0, "contrast": 0.8}
+    assert s["static"] == {"objects": 2, "mean_fg": 0.4, "covered_share": 0.5, "contrast": 0.3}
     assert s["headroom_covered_share"] == 0.5 and s["background_mean_fg"] == 0.1
 
 

@@ -54,15 +54,17 @@ class FgCoverage:
             }
 
         mov, sta = part(self.values[True]), part(self.values[False])
+        bg = round(self.bg_sum / self.bg_pixels, 4) if self.bg_pixels else None
+        for p in (mov, sta):  # how far above the background's W_fg objects stand
+            ok = p["mean_fg"] is not None and bg is not None
+            p["contrast"] = round(p["mean_fg"] - bg, 4) if ok else None
         head = None
         if mov["covered_share"] is not None and sta["covered_share"] is not None:
             head = round(mov["covered_share"] - sta["covered_share"], 4)
         return {
             "moving": mov,
             "static": sta,
-            "background_mean_fg": round(self.bg_sum / self.bg_pixels, 4)
-            if self.bg_pixels
-            else None,
+            "background_mean_fg": bg,
             "headroom_covered_share": head,
         }
 
