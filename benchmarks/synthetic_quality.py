@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=0, help="0: the preset's data.height")
     ap.add_argument("--width", type=int, default=0, help="0: the preset's data.width")
     ap.add_argument("--method", default="", help="flow method override (dis / farneback)")
+    ap.add_argument("--version", type=int, default=0, help="benchmark version (0: the preset's)")
     ap.add_argument("--threads", type=int, default=1, help="cv2.setNumThreads (1 = one core)")
     args = ap.parse_args()
 
@@ -38,6 +39,8 @@ def main() -> None:
     d = cfg.data
     if args.method:
         d.flow.method = args.method
+    if args.version:
+        d.synthetic.version = args.version
     h, w = args.height or d.height, args.width or d.width
     # min_mask_pixels is given at the preset's resolution: scale it with the frame area
     min_pixels = int(round(d.min_mask_pixels * (h * w) / (d.height * d.width)))
@@ -56,6 +59,7 @@ def main() -> None:
     out = {
         "preset": args.preset,
         "split": args.split,
+        "version": d.synthetic.version,
         "clips": args.clips,
         "frames_per_clip": d.synthetic.frames_per_video,
         "height": h,
