@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
 import os
 import random
@@ -232,13 +233,16 @@ def _needles(values: dict[str, str]) -> dict[bytes, str]:
 
 def _payloads(path: Path) -> list[tuple[str, bytes]]:
     """The file's bytes, plus the members of zip (torch checkpoints) / gzip containers."""
-    data = path.read_bytes()
-    out = [(str(path), data)]
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            out += [(f"{path}!{n}", zf.read(n)) for n in zf.namelist()]
+    return _unpacked(str(path), path.read_bytes())
+
+
+def _unpacked(where: str, data: bytes) -> list[tuple[str, bytes]]:
+    out = [(where, data)]
+    if data[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            out += [(f"{where}!{n}", zf.read(n)) for n in zf.namelist()]
     elif data[:2] == b"\x1f\x8b":
-        out.append((f"{path}!gunzip", gzip.decompress(data)))
+        out.append((f"{where}!gunzip", gzip.decompress(data)))
     return out
 
 
@@ -301,3 +305,131 @@ def test_smoke_run_leaks_no_credentials(ray_session, tmp_path, monkeypatch, capf
         hits += [f"{label} in {where}" for n, label in needles.items() if n in text.encode()]
     assert not hits, "credentials leaked:\n" + "\n".join(hits)
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == fake["AWS_SECRET_ACCESS_KEY"]  # really set
+
+
+# ------------------------------------------------------------------------------------------
+# S3 storage: the filesystem object, and a training job + a sweep against the local S3 server
+# ------------------------------------------------------------------------------------------
+
+
+def test_s3_filesystem_pickles_without_the_environments_keys(monkeypatch):
+    """Tune/Train keep RunConfig.storage_filesystem in the experiment state they store
+    (tuner.pkl, basic-variant-state-*.json); the pickled filesystem must not carry the keys."""
+    import pickle
+
+    from diod_ray.data.storage import filesystem_for
+
+    fake = _fake_credentials(7)
+    for name, value in fake.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    fs, path = filesystem_for("s3://bucket/runs")
+    assert path == "bucket/runs"
+    data = pickle.dumps(fs)
+    assert b"127.0.0.1:9" in data  # endpoint and region are configuration, and do travel
+    hits = [label for n, label in _needles(fake).items() if n in data]
+    assert not hits, f"the pickled S3 filesystem carries {hits}"
+    state = fs.__reduce__()[1][0]  # what pyarrow rebuilds it from
+    assert state["access_key"] is None and state["secret_key"] is None
+    assert state["session_token"] is None
+
+
+# One process plays the user's shell: it starts its own local Ray (so every Ray process inherits
+# the planted keys, as processes inherit them from a shell), trains with the keys in its
+# environment, then runs a one-cell sweep with the same keys in a shared credentials file
+# (AWS_SHARED_CREDENTIALS_FILE; on KubeRay the Secret mounted as ~/.aws/credentials). A sweep
+# cannot take them from the environment: Ray Tune copies AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the driver's environment into every trial
+# actor's runtime_env (ray/tune/execution/class_cache.py), and Ray's runtime_env agent writes it
+# to the session's runtime_env_agent.log (cluster/README.md, "S3 access").
+_S3_RUN_SCRIPT = """
+import os, sys
+import ray
+sys.path.insert(0, "sweeps")
+import alpha_burnin
+from diod_ray import train
+
+bucket, credentials_file = sys.argv[1], sys.argv[2]
+ray.init(address="local", num_cpus=2, include_dashboard=False,
+         object_store_memory=256 * 2**20, log_to_driver=True)
+sets = [f"data.uri=s3://{bucket}/data", "run.storage_path=s3://" + bucket + "/runs",
+        "schedule.keep_burn_in_epochs=[1]"]
+assert train.main(["--preset", "smoke", "--set", *sets]) == 0
+for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+    del os.environ[name]
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = credentials_file
+rc = alpha_burnin.main(["--preset", "smoke", "--alphas", "0.3", "--burn-in", "1",
+                        "--distill", "1", "--set", f"data.uri=s3://{bucket}/data",
+                        "--storage", f"s3://{bucket}/sweeps", "--name", "leak"])
+assert rc == 0, rc
+print("S3-RUN-DONE", flush=True)
+"""
+
+
+def _bucket_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+
+
+@pytest.mark.slow  # its own Ray, a smoke training job and a 2-stage sweep on the S3 server
+@pytest.mark.timeout(600)
+def test_s3_train_and_sweep_leak_no_credentials(s3_server, s3_bucket):
+    import shutil
+    import sys
+    import tempfile
+
+    fake = _fake_credentials(int(time.time()) + 1)
+    # short: Ray's unix sockets live under RAY_TMPDIR (path limit 107 bytes)
+    root = Path(tempfile.mkdtemp(prefix="dsec", dir="/tmp"))
+    creds = root / "unused"
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env.update(fake)  # moto accepts any key: these sign every request of every process
+        env.update(
+            HOME=str(root / "home"),  # ~/ray_results, ~/.cache, ~/.ray: all inside the scan
+            RAY_TMPDIR=str(root / "ray"),  # Ray session: logs, Tune/Train staging, spilled objects
+            AWS_EC2_METADATA_DISABLED="true",
+            PYTHONPATH=str(REPO),
+        )
+        (root / "home").mkdir()
+        (root / "ray").mkdir()
+        # the user's credential store: the one place the keys may be, outside the scanned tree
+        creds = Path(tempfile.mkdtemp(prefix="dsec-aws")) / "credentials"
+        creds.write_text(
+            "[default]\n" + "".join(f"{k.lower()} = {fake[k]}\n" for k in list(fake)[:3])
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", _S3_RUN_SCRIPT, s3_bucket, str(creds)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            timeout=540,
+        )
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0 and b"S3-RUN-DONE" in proc.stdout, out.decode()[-6000:]
+
+        objects = _bucket_objects(s3_server, s3_bucket)
+        names = list(objects)
+        # the scan must have the files the issue found the keys in, and the run's own files
+        for part in ("tuner.pkl", "basic-variant-state-", "tfevents", "summary.json", ".parquet"):
+            assert any(part in k for k in names), f"no {part!r} object among {names}"
+        assert any(k.startswith("runs/") and k.endswith("state.pt") for k in names), names
+        assert any(k.startswith("sweeps/leak/burn_in/") for k in names), names
+        assert any(k.startswith("sweeps/leak/distill/") for k in names), names
+
+        needles = _needles(fake)
+        hits = []
+        for key, data in objects.items():
+            for where, payload in _unpacked(f"s3://{s3_bucket}/{key}", data):
+                hits += [f"{label} in {where}" for n, label in needles.items() if n in payload]
+        hits += _leaks(root, needles)  # session logs, staging dirs, results, caches
+        hits += [f"{label} in the job's output" for n, label in needles.items() if n in out]
+        assert not hits, "credentials leaked:\n" + "\n".join(hits)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(creds.parent, ignore_errors=True)
