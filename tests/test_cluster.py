@@ -24,8 +24,13 @@ LAUNCHER = CLUSTER / "aws-gpu.yaml"
 KUBERAY = sorted((CLUSTER / "kuberay").glob("*.yaml"))
 RUNTIME_ENV = CLUSTER / "runtime_env.yaml"
 DASHBOARD = CLUSTER / "grafana" / "diod_ray.json"
-# Python of the cluster image: the interpreter the project is developed and tested on (3.11).
+DOCKERFILE = CLUSTER / "Dockerfile"
+# Python of the cluster image: the interpreter the project is developed and tested on (3.11), and
+# the CUDA Ray builds its Python 3.11 GPU images on (12.8.1; tags {ray}-py{XY}-cu{XYZ}).
 IMAGE_PYTHON_TAG = "py311"
+IMAGE_CUDA_TAG = "cu128"
+# The project image (cluster/Dockerfile) every cluster config runs; CHANGE-ME: the AWS account.
+PROJECT_REPOSITORY = "CHANGE-ME.dkr.ecr.us-west-2.amazonaws.com/diod-ray"
 
 
 def _pins() -> dict[str, str]:
@@ -47,17 +52,27 @@ def _ray_pin() -> str:
     return _pins()["ray"]
 
 
+def _project_version() -> str:
+    m = re.search(r'(?m)^version\s*=\s*"([^"]+)"', (REPO / "pyproject.toml").read_text())
+    assert m, "pyproject.toml: no version"
+    return m.group(1)
+
+
+def _base_image() -> str:
+    return f"rayproject/ray:{_ray_pin()}-{IMAGE_PYTHON_TAG}-{IMAGE_CUDA_TAG}"
+
+
 def _expected_image() -> str:
-    return f"rayproject/ray:{_ray_pin()}-{IMAGE_PYTHON_TAG}-gpu"
+    """The project image: its tag names the package version and the base it was built on, so a
+    new ray pin (or release) shows up as a stale tag in every cluster config."""
+    tag = f"{_project_version()}-ray{_ray_pin()}-{IMAGE_PYTHON_TAG}-{IMAGE_CUDA_TAG}"
+    return f"{PROJECT_REPOSITORY}:{tag}"
 
 
-def _pip_pins_without_ray() -> set[str]:
-    return {f"{name}=={version}" for name, version in _pins().items() if name != "ray"}
-
-
-def _normalise_req(req: str) -> str:
-    name, version = req.split("==")
-    return f"{name.strip().lower()}=={version.strip()}"
+def _assert_no_install(env: dict, where: str) -> None:
+    """Dependencies come from the image only: no per-job package lists."""
+    for key in ("pip", "uv", "conda", "py_executable"):
+        assert key not in env, f"{where}: runtime env installs packages ({key}); use the image"
 
 
 # ------------------------------------------------------------------------------------------
@@ -91,6 +106,7 @@ def test_launcher_config_validates_against_rays_schema():
 def test_launcher_config_is_secure_and_matches_the_pins():
     cfg = _launcher()
     assert cfg["docker"]["image"] == _expected_image()
+    assert cfg["docker"]["pull_before_run"] is True
     for key in ("head_image", "worker_image"):
         assert key not in cfg["docker"], f"{key} would bypass the pinned image"
 
@@ -117,11 +133,19 @@ def test_launcher_config_is_secure_and_matches_the_pins():
     assert "0.0.0.0" not in LAUNCHER.read_text()
     for var in ("RAY_GRAFANA_HOST", "RAY_PROMETHEUS_HOST", "RAY_GRAFANA_IFRAME_HOST"):
         assert f"{var}=" in head_start
-    # The local token file is mounted on every node; the package is installed from the mount.
+    # The local token file is mounted on every node; nothing is installed on a node (the image
+    # has it all); the hosts log in to the image's registry with their instance profile.
     mounts = cfg["file_mounts"]
     assert mounts.get("~/.ray/auth_token") == "~/.ray/auth_token"
-    repo_mount = next(remote for remote, local in mounts.items() if local == ".")
-    assert any("pip install" in c and repo_mount in c for c in cfg["setup_commands"])
+    commands = [
+        c
+        for key in ("setup_commands", "head_setup_commands", "worker_setup_commands")
+        for c in cfg.get(key, [])
+    ]
+    assert not [c for c in commands if re.search(r"\b(pip|uv|conda)\b", c)], commands
+    registry = _expected_image().split("/")[0]
+    login = " ".join(cfg["initialization_commands"])
+    assert "aws ecr get-login-password" in login and f"--password-stdin {registry}" in login
 
 
 # ------------------------------------------------------------------------------------------
@@ -163,20 +187,30 @@ def test_kuberay_manifests_parse_and_match_the_pins():
                 for c in pod["containers"]:
                     where = f"{path.name}:{group}:{c['name']}"
                     assert c["image"] == _expected_image(), where
-                    from_secret = any("secretRef" in e for e in c.get("envFrom", [])) or any(
-                        "secretKeyRef" in e.get("valueFrom", {}) for e in c.get("env", [])
+                    # S3 keys as a mounted credentials file (or IRSA), never in the environment:
+                    # Ray Tune copies AWS_* variables into every trial's runtime_env, which Ray
+                    # logs (runtime_env_agent.log) and shows in the dashboard
+                    secret_volumes = {
+                        v["name"]
+                        for v in pod.get("volumes", [])
+                        if v.get("secret", {}).get("secretName") == "diod-ray-s3"
+                    }
+                    mounted = any(
+                        m["name"] in secret_volumes and m["mountPath"] == "/home/ray/.aws"
+                        for m in c.get("volumeMounts", [])
                     )
-                    assert from_secret or pod.get("serviceAccountName"), f"{where}: S3 access"
-                    for e in c.get("env", []):
-                        assert not (e["name"].startswith("AWS_") and "value" in e), (
-                            f"{where}: {e['name']} must come from a Secret"
+                    assert mounted or pod.get("serviceAccountName"), f"{where}: S3 access"
+                    assert not c.get("envFrom"), f"{where}: no Secret as environment"
+                    for e in c.get("env", []):  # an endpoint or region may be set here
+                        assert not re.search(r"ACCESS_KEY|SECRET|TOKEN|PASSWORD", e["name"]), (
+                            f"{where}: {e['name']} in the environment"
                         )
                     limits = c.get("resources", {}).get("limits", {})
                     gpu_groups += int(limits.get("nvidia.com/gpu", 0) > 0)
             assert gpu_groups >= 1, f"{path.name}: no GPU worker group"
 
 
-def test_rayjobs_clean_up_and_carry_the_pinned_env():
+def test_rayjobs_clean_up_and_install_nothing():
     for name in ("rayjob-train.yaml", "rayjob-sweep.yaml"):
         (job,) = [d for d in yaml.safe_load_all((CLUSTER / "kuberay" / name).read_text()) if d]
         spec = job["spec"]
@@ -184,8 +218,7 @@ def test_rayjobs_clean_up_and_carry_the_pinned_env():
         assert isinstance(spec["ttlSecondsAfterFinished"], int)
         assert spec["ttlSecondsAfterFinished"] > 0
         env = yaml.safe_load(spec["runtimeEnvYAML"])
-        pip = {_normalise_req(r) for r in env["pip"]["packages"]}
-        assert pip == _pip_pins_without_ray(), name
+        _assert_no_install(env, name)
         assert env["working_dir"].startswith(("https://", "s3://")), name
     train = yaml.safe_load((CLUSTER / "kuberay" / "rayjob-train.yaml").read_text())
     entry = train["spec"]["entrypoint"]
@@ -194,14 +227,108 @@ def test_rayjobs_clean_up_and_carry_the_pinned_env():
     assert re.search(r"data\.uri=s3://", entry) and re.search(r"run\.storage_path=s3://", entry)
 
 
-def test_runtime_env_is_valid_pinned_and_secret_free():
+def test_runtime_env_is_valid_installs_nothing_and_is_secret_free():
     from ray.runtime_env import RuntimeEnv
 
     env = yaml.safe_load(RUNTIME_ENV.read_text())
     RuntimeEnv(**env)  # Ray's own validation of the fields
-    assert {_normalise_req(r) for r in env["pip"]["packages"]} == _pip_pins_without_ray()
+    _assert_no_install(env, RUNTIME_ENV.name)
     for key in env.get("env_vars", {}):
         assert not re.search(r"SECRET|TOKEN|PASSWORD|ACCESS_KEY", key, re.I), key
+
+
+# ------------------------------------------------------------------------------------------
+# The project image: one place for pins
+# ------------------------------------------------------------------------------------------
+
+
+def _dockerfile() -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """(ARG defaults, [(instruction, arguments)]) of cluster/Dockerfile, continuations joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    steps = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            instr, _, rest = line.strip().partition(" ")
+            steps.append((instr.upper(), rest.strip()))
+    args = {}
+    for instr, rest in steps:
+        if instr == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            args[name] = value
+    return args, steps
+
+
+def test_project_image_builds_on_rays_image_and_installs_the_pins_from_pyproject():
+    args, steps = _dockerfile()
+    froms = [rest for instr, rest in steps if instr == "FROM"]
+    assert len(froms) == 1, froms
+    base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], froms[0])
+    assert base == _base_image()
+    runs = " ".join(rest for instr, rest in steps if instr == "RUN")
+    # pyproject.toml is the one place for pins: installed as a package, no version in the image
+    assert re.search(r"pip install [^&;]*\s\.(\s|$)", runs), runs
+    assert "cluster/check_image.py" in runs
+    assert not re.search(r"[A-Za-z0-9_.\-\]]==\d", DOCKERFILE.read_text()), "pin in the Dockerfile"
+    copied = " ".join(rest for instr, rest in steps if instr == "COPY")
+    for part in ("pyproject.toml", "diod_ray", "sweeps", "cluster"):
+        assert part in copied, f"the image does not copy {part}"
+    for instr, rest in steps:
+        assert not (instr in ("ARG", "ENV") and re.search(r"AWS_|SECRET|TOKEN|PASSWORD", rest)), (
+            f"credential-like {instr} in the Dockerfile: {rest}"
+        )
+    # the build context is an allowlist: no .git, runs, venvs or local credentials files in it
+    ignore = (CLUSTER / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "**" in ignore and "!pyproject.toml" in ignore and "!diod_ray/**" in ignore
+
+
+def test_no_cluster_file_carries_its_own_pins():
+    """The pin lists that used to be copied into three cluster files are gone for good."""
+    pinned = [n for n in _pins() if n != "ray"]
+    for path in [LAUNCHER, RUNTIME_ENV, *KUBERAY]:
+        text = path.read_text()
+        for name in pinned:
+            assert not re.search(rf"(?im)^[\s-]*{re.escape(name)}\s*==", text), (
+                f"{path.name} pins {name}: pins live in pyproject.toml, the image installs them"
+            )
+
+
+def test_image_check_accepts_this_environment_and_names_a_mismatch(monkeypatch):
+    import importlib.metadata as md
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_image", CLUSTER / "check_image.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    assert check.problems() == []  # the development environment is what pyproject.toml pins
+    real = md.version
+    monkeypatch.setattr(check.md, "version", lambda name: "2.59.0" if name == "ray" else real(name))
+    assert check.problems() == ["ray 2.59.0 installed, pyproject.toml pins ==2.60.0"]
+
+
+def test_deprecated_calls_from_our_code_fail_the_suite(ray_session):
+    """pyproject.toml's filterwarnings, active in every test: a deprecated Ray API called from a
+    diod_ray module raises; Ray's own internal deprecation noise does not."""
+    import warnings
+
+    import ray.data
+    from ray import tune
+
+    # a real deprecated call, made from code whose module is diod_ray (Ray's stacklevel=2
+    # attributes the warning to the caller)
+    call = compile("ray.data.range(3).filter(expr='id > 0')", "diod_ray/_probe.py", "exec")
+    with pytest.raises(DeprecationWarning, match="String expressions are deprecated"):
+        exec(call, {"__name__": "diod_ray._probe", "ray": ray})
+    # a RayDeprecationWarning Ray attributes to its own frame is an error all the same
+    with pytest.raises(DeprecationWarning, match="`base` argument is deprecated"):
+        tune.loguniform(1e-4, 1e-2, base=10)
+    # Ray talking to itself (DataContext copies touching deprecated fields) stays quiet
+    warnings.warn_explicit(
+        "`use_push_based_shuffle` is deprecated!",
+        DeprecationWarning,
+        "context.py",
+        1,
+        module="ray.data.context",
+    )
 
 
 # ------------------------------------------------------------------------------------------
