@@ -286,6 +286,9 @@ def threshold_search(args: argparse.Namespace) -> dict[str, Any]:
             grace_period=asha_grace_period(c),
             max_t=asha_max_t(c),
             reduction_factor=args.reduction_factor,
+            # a trial at max_t ends with its fit; a STOP there would kill the driver before
+            # fit() returns, and Ray 2.60 then leaves the Train workers' placement group behind
+            stop_last_trials=False,
         ),
         "asha": {
             "metric": OBJECTIVE,
