@@ -264,6 +264,10 @@ class RunConfig:
     checkpoint_every_steps: int = 200
     num_to_keep: int = 2
     log_every_steps: int = 10
+    # Ray Train's own log level on the console (RunConfig.logging_config): WARNING keeps the
+    # per-report "Reporting training result ..." / "Checkpoint successfully created" lines off
+    # the console, where the loop prints one line per epoch instead; INFO brings them back
+    ray_train_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     image_every_steps: int = 200
     tensorboard: bool = True
     evaluate_at_end: bool = True

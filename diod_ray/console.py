@@ -1,7 +1,9 @@
 """What a person watching a run sees: one readable line per epoch, and no Ray Data noise.
 
 Rank 0 prints one line per epoch (phase, epoch/total, losses, clips/s, the teacher's activity in
-distillation, validation F1 when it was computed, elapsed and ETA). Ray Data logs every dataset
+distillation, validation F1 when it was computed, elapsed and ETA); the warning for an epoch
+whose teacher kept nothing is printed by the loop (training loop, ``epoch_teacher_summary``).
+Ray Data logs every dataset
 execution as a multi-line INFO block on the console of the process that runs it; those blocks
 stay in Ray's log files (``<session>/logs/ray-data*.log``) and leave the console, see
 :func:`quiet_ray_data_console`.
@@ -21,24 +23,35 @@ VERBOSE_ENV = "DIOD_RAY_DATA_CONSOLE"
 # the loss terms shown on the line, in this order, with their short names
 _LOSS_NAMES = (
     ("recon", "recon"),
-    ("motion", "motion"),
-    ("fg_bg", "fg"),
-    ("teacher", "teacher"),
+    ("motion_bce", "motion"),
+    ("teacher_bce", "teacher"),
+    ("fg_nll", "fg"),
 )
 
 
-def quiet_ray_data_console() -> None:
-    """Raise the console handlers of the ``ray.data`` logger to WARNING in this process.
+class _DropProgressNotice(logging.Filter):
+    """Ray Data's one-time note that progress bars are off (we turned them off on purpose)."""
 
-    Ray Data configures ``ray.data`` with a file handler (DEBUG, ``ray-data.log`` in the Ray
-    session's log directory) and a console handler (INFO). Only the console handler changes, so
-    the execution plans and progress blocks remain in the log files and the Ray dashboard. A user
-    who brings their own ``RAY_DATA_LOGGING_CONFIG``, or sets ``DIOD_RAY_DATA_CONSOLE=1``, keeps
-    what they configured."""
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Progress bars disabled" not in record.getMessage()
+
+
+def quiet_ray_data_console() -> None:
+    """Keep Ray Data's per-execution output off this process's console.
+
+    Two sources: progress bars (tqdm bars forwarded from Ray workers, or, where stdout is not a
+    terminal, multi-line INFO "progress" blocks), turned off with the public
+    ``DataContext.enable_progress_bars`` (a Dataset copies the context when it is created, so this
+    runs before any Dataset is built, in the driver and in each Train worker); and the INFO
+    execution-plan lines of the ``ray.data`` logger, whose console handler is raised to WARNING.
+    Ray Data's file handler (DEBUG, ``ray-data.log`` in the Ray session's log directory) is left as
+    it is, so everything stays in the log files and the dashboard. A user who brings their own
+    ``RAY_DATA_LOGGING_CONFIG``, or sets ``DIOD_RAY_DATA_CONSOLE=1``, keeps Ray's defaults."""
     if os.environ.get(VERBOSE_ENV) == "1" or os.environ.get("RAY_DATA_LOGGING_CONFIG"):
         return
-    import ray.data  # noqa: F401 - importing ray.data installs its logging configuration
+    from ray.data import DataContext  # importing ray.data installs its logging configuration
 
+    DataContext.get_current().enable_progress_bars = False
     for handler in logging.getLogger("ray.data").handlers:
         # the console is a StreamHandler; Ray Data's session file handler is a plain Handler
         is_console = isinstance(handler, logging.StreamHandler) and not isinstance(
@@ -46,6 +59,37 @@ def quiet_ray_data_console() -> None:
         )
         if is_console and handler.level < logging.WARNING:
             handler.setLevel(logging.WARNING)
+        if is_console and not any(isinstance(f, _DropProgressNotice) for f in handler.filters):
+            handler.addFilter(_DropProgressNotice())
+
+
+class _BelowLevelFromFileLogger(logging.Filter):
+    """Drops records under ``level`` from Ray Train loggers named by a file path.
+
+    Ray Train V2's ``RunConfig(logging_config=LoggingConfig(log_level=...))`` filters the
+    ``ray.train`` loggers, but the per-report "Reporting training result ..." line comes from a
+    logger named by its module's ``__file__`` (``.../ray/train/v2/_internal/execution/context.py``
+    in Ray 2.60), which that filter does not see; this is the smallest workaround, one filter on
+    the worker's console handlers, matched on the logger name only."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_train_file = record.name.endswith(".py") and "/ray/train/" in record.name
+        return not (from_train_file and record.levelno < self.level)
+
+
+def quiet_ray_train_console(level_name: str) -> None:
+    """In a Train worker: apply ``run.ray_train_log_level`` also to Ray Train's path-named
+    loggers (see :class:`_BelowLevelFromFileLogger`) on the console handlers."""
+    level = logging.getLevelName(level_name)
+    if not isinstance(level, int) or level <= logging.INFO:
+        return
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _BelowLevelFromFileLogger) for f in handler.filters):
+            handler.addFilter(_BelowLevelFromFileLogger(level))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -90,15 +134,15 @@ class EpochLine:
         epoch: int,
         step: int,
         avg: dict[str, float],
-        teacher: dict[str, Any] | None = None,
+        teacher: dict[str, Any] | None = None,  # the epoch's ``teacher/*`` summary
         val_f1: float | None = None,
         now: float | None = None,
     ) -> str:
         """One line, for example::
 
         [diod-synthetic] distill epoch 9/14 step 288 | loss 0.912 (recon 0.061 motion 0.35
-        fg 0.12 teacher 0.38) | 9.8 clips/s | teacher 1.9 cand/frame, 71% frames, motion kept
-        84% | val F1 31.2 | 4:12 elapsed, eta 3:05
+        teacher 0.38 fg 0.12) | 9.8 clips/s | teacher 1.90 kept/frame, 71% frames, motion kept
+        84% | val F1@50 31.2 | 4:12 elapsed, eta 3:05
         """
         now = time.perf_counter() if now is None else now
         parts = [f"[{self.run_name}] {phase} epoch {epoch}/{self.total_epochs} step {step}"]
@@ -115,11 +159,11 @@ class EpochLine:
             parts.append(f"{speed:.1f} clips/s")
         if teacher:
             bits = []
-            if (v := _num(teacher.get("candidates_per_frame"))) is not None:
-                bits.append(f"{v:.2f} cand/frame")
-            if (v := _num(teacher.get("frames_with_candidate"))) is not None:
+            if (v := _num(teacher.get("teacher/kept_per_frame"))) is not None:
+                bits.append(f"{v:.2f} kept/frame")
+            if (v := _num(teacher.get("teacher/frames_with_kept"))) is not None:
                 bits.append(f"{100 * v:.0f}% frames")
-            if (v := _num(teacher.get("motion_kept_share"))) is not None:
+            if (v := _num(teacher.get("teacher/motion_kept_share"))) is not None:
                 bits.append(f"motion kept {100 * v:.0f}%")
             if bits:
                 parts.append("teacher " + ", ".join(bits))
@@ -130,11 +174,3 @@ class EpochLine:
         )
         return " | ".join(parts)
 
-
-def no_candidate_warning(run_name: str, epoch: int, p: float) -> str:
-    """The one plain warning for a distillation epoch whose teacher kept no candidate."""
-    return (
-        f"[{run_name}] WARNING: distillation epoch {epoch} kept no teacher candidate "
-        f"(distill.p={p}); the teacher term of eq. 5 was zero all epoch, so this epoch trained "
-        "on the filtered motion masks only. See docs/results.md, 'Teacher defaults'."
-    )

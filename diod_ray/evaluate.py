@@ -116,6 +116,7 @@ def evaluate_model(
     clip_len: int | None = None,
     max_examples: int = 0,
     example_sink: ExampleSink | None = None,
+    all_reduce: bool = False,
 ) -> dict[str, Any]:
     """Metrics of ``model`` over ``batches`` (dicts from ``iter_eval_batches``: ``frames``
     [B,T,3,H,W] normalised, ``gt`` [B,T,H,W], optional ``gt_moving`` [B,T,G+1], ``motion``,
@@ -123,7 +124,8 @@ def evaluate_model(
 
     The model's train/eval mode and BatchNorm statistics are restored afterwards. With
     ``max_examples`` and ``example_sink``, the first clips' example grids (HWC uint8) are passed to
-    ``example_sink(clip_id, image)``."""
+    ``example_sink(clip_id, image)``. With ``all_reduce`` (every rank of a DDP job evaluating its
+    own share of the clips) the counters are summed over the ranks before the summary."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
     core = getattr(model, "module", model)  # DDP-wrapped or not
@@ -167,6 +169,8 @@ def evaluate_model(
                         batch, win, pred, fg, cfg, example_sink, max_examples - n_examples
                     )
     seconds = time.perf_counter() - t0
+    if all_reduce:
+        acc = acc.all_reduce(device)
     out = acc.summary()
     out.update(
         {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import os
 import random
 import tempfile
@@ -28,6 +29,7 @@ from diod_ray.checkpoint import (
     save_checkpoint,
 )
 from diod_ray.config import Config, from_dict, to_dict
+from diod_ray.console import EpochLine, quiet_ray_data_console, quiet_ray_train_console
 from diod_ray.data.order import data_seed
 from diod_ray.schedule import BURN_IN, DISTILL, Plan, learning_rate, make_plan
 from diod_ray.storage_paths import run_uri, upload_directory
@@ -37,6 +39,13 @@ from diod_ray.teacher_diagnostics import TeacherActivity
 # ============================================================================================
 # 1. Small helpers
 # ============================================================================================
+
+
+def use_worker_cores(cfg: Config) -> None:
+    """torch's intra-op threads = the CPUs this worker holds (``run.cpus_per_worker``, at least
+    one), so Ray Data's decode/augment tasks get the rest of the node instead of fighting torch
+    for it (docs/performance.md, "Cores")."""
+    torch.set_num_threads(max(1, int(cfg.run.cpus_per_worker)))
 
 
 def seed_everything(seed: int) -> None:
@@ -223,22 +232,59 @@ def train_step(ts: TrainState, batch: dict[str, torch.Tensor], plan: Plan):
 # ============================================================================================
 
 
+def rank_eval_batches(ts: TrainState, shard, max_clips: int = 0):
+    """This rank's share of an evaluation pass: the pass (all clips, or the first ``max_clips``)
+    cut into batches of ``run.eval_batch_size``, batch ``i`` evaluated by rank ``i % world``.
+
+    The eval datasets are unsplit and read in stored order (train.build_trainer), so every rank
+    sees the same batches and the shares are disjoint and complete; the counters are summed over
+    the ranks afterwards (``all_reduce``), giving the numbers one process would."""
+    from diod_ray.data.pipeline import iter_eval_batches
+
+    cfg = ts.cfg
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    batches = iter_eval_batches(shard, cfg, cfg.run.eval_batch_size, ts.device)
+    if max_clips > 0:
+        batches = itertools.islice(batches, max(1, max_clips // cfg.run.eval_batch_size))
+    return itertools.islice(batches, rank, None, world)
+
+
+def sync_buffers_from_rank0(model: torch.nn.Module) -> None:
+    """Every rank takes rank 0's buffers (BatchNorm running statistics) before it evaluates its
+    share. DDP broadcasts them at the start of each training forward, then every rank updates its
+    own copy on its own batch, so after a step the ranks' statistics differ; the checkpoint holds
+    rank 0's, and so must every rank's share of the evaluation. No-op outside DDP."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for buf in model.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
 def evaluate_in_run(ts: TrainState, max_clips: int = 0, dataset: str = "test") -> dict[str, float]:
     """Metrics of the configured weights on ``dataset`` ("test", or "val": data.val_split, built
-    by train.build_trainer) - all of it, or its first ``max_clips`` clips."""
-    from diod_ray.data.pipeline import iter_eval_batches
+    by train.build_trainer) - all of it, or its first ``max_clips`` clips. Every rank calls it and
+    evaluates its share (:func:`rank_eval_batches`); all ranks return the combined numbers."""
     from diod_ray.evaluate import evaluate_model
 
     cfg = ts.cfg
     shard = ray.train.get_dataset_shard(dataset)
-    batches = iter_eval_batches(shard, cfg, cfg.run.eval_batch_size, ts.device)
-    if max_clips > 0:
-        batches = itertools.islice(batches, max(1, max_clips // cfg.run.eval_batch_size))
     model = unwrap(ts.student)
     if cfg.run.eval_weights == "teacher" and ts.teacher is not None:
         model = ts.teacher.model
+    sync_buffers_from_rank0(model)
+    if ts.teacher is not None:
+        sync_buffers_from_rank0(ts.teacher.model)
     was_training = model.training
-    summary = evaluate_model(model, batches, cfg, cfg.run.eval_protocol)
+    summary = evaluate_model(
+        model,
+        rank_eval_batches(ts, shard, max_clips),
+        cfg,
+        cfg.run.eval_protocol,
+        all_reduce=True,
+    )
     model.train(was_training)
     if ts.teacher is not None:
         summary.update(teacher_eval_summary(ts, shard, max_clips))
@@ -248,15 +294,12 @@ def evaluate_in_run(ts: TrainState, max_clips: int = 0, dataset: str = "test") -
 def teacher_eval_summary(ts: TrainState, shard, max_clips: int = 0) -> dict[str, float]:
     """The teacher's pseudo-labels on the evaluation shard's clips with GT, as ``teacher_*`` keys:
     kept per frame, frames with a kept candidate, motion masks kept, precision, static cover
-    (diod_ray/teacher_diagnostics.py, docs/teacher.md)."""
-    from diod_ray.data.pipeline import iter_eval_batches
+    (diod_ray/teacher_diagnostics.py, docs/teacher.md); each rank its share, summed."""
     from diod_ray.teacher_diagnostics import evaluate_teacher
 
-    cfg = ts.cfg
-    batches = iter_eval_batches(shard, cfg, cfg.run.eval_batch_size, ts.device)
-    if max_clips > 0:
-        batches = itertools.islice(batches, max(1, max_clips // cfg.run.eval_batch_size))
-    return {f"teacher_{k}": v for k, v in evaluate_teacher(ts.teacher, batches, cfg).items()}
+    batches = rank_eval_batches(ts, shard, max_clips)
+    summary = evaluate_teacher(ts.teacher, batches, ts.cfg, all_reduce=True)
+    return {f"teacher_{k}": v for k, v in summary.items()}
 
 
 # ============================================================================================
@@ -314,9 +357,7 @@ class Logger:
         avg["perf/clips_per_s"] = self.clips / elapsed
         avg["perf/data_wait_s"] = self.data_wait / self.count
         avg["phase"] = 0.0 if self.phase == BURN_IN else 1.0
-        if self.writer is not None:
-            for k, v in avg.items():
-                self.writer.add_scalar(k, v, step)
+        self._write(avg, step)
         if self.telemetry is not None:
             # stats that only exist in distillation stay unset (None) during burn-in
             self.telemetry.record(
@@ -347,14 +388,33 @@ class Logger:
         self.writer.add_image("slots", img, step, dataformats="HWC")
 
     def scalars(self, values: dict[str, float], step: int) -> None:
+        self._write(values, step)
         if self.writer is not None:
-            for k, v in values.items():
-                self.writer.add_scalar(k, v, step)
             self.writer.flush()
+
+    def _write(self, values: dict[str, Any], step: int) -> None:
+        """Finite numbers only: a metric that could not be computed (NaN, None) is left out of
+        TensorBoard instead of drawn as a spike (and tensorboardX's NaN warning per value)."""
+        if self.writer is None:
+            return
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.writer.add_scalar(k, v, step)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+    def sync_tensorboard(self) -> None:
+        """Flush the event files and, for an ``s3://`` run, upload the staging directory to
+        ``<run>/tensorboard`` (every file; event files only grow, and each attempt of a restarted
+        run writes a new one, so what a failed attempt logged stays in storage). A local run
+        writes straight into its run directory. Called with every checkpoint and at the end."""
+        if self.writer is None:
+            return
+        self.writer.flush()
+        if run_uri(self.cfg).startswith("s3://"):
+            upload_directory(self.tb_dir, f"{run_uri(self.cfg)}/tensorboard", self.cfg)
 
 
 def _times(mean: float | None, count: int) -> float | None:
@@ -443,6 +503,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device() if cfg.run.use_gpu else torch.device("cpu")
     seed_and_determinism(cfg, device, cfg.run.seed + 1000 * rank)
+    use_worker_cores(cfg)
+    quiet_ray_data_console()  # this worker runs its datasets; their blocks go to Ray's logs
+    quiet_ray_train_console(cfg.run.ray_train_log_level)
 
     # -- 1. state: fresh, resumed, or branched -------------------------------------------------
     ts = TrainState(cfg, device)
@@ -452,6 +515,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     log = Logger(cfg, rank)
     if rank == 0:
         print(f"[diod_ray] {cfg.run.name}: {how}; {plan}", flush=True)
+    line = EpochLine(cfg.run.name, plan.total_epochs, plan.total_steps, ts.step)
     last_ckpt_step = ts.step
     last_val: dict[str, float] = {}  # the last epoch's val/*, repeated in the final report
     bg = unwrap(ts.student).bg_index
@@ -468,7 +532,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 keep_burn_in_checkpoint(ts, "end")
                 ts.metrics["burn_in_kept"] = 1.0
             ts.make_teacher()
-            if cfg.run.evaluate_at_end and "burn_in/f1" not in ts.metrics and rank == 0:
+            if cfg.run.evaluate_at_end and "burn_in/f1" not in ts.metrics:  # every rank
                 ts.metrics.update(prefixed("burn_in", evaluate_in_run(ts)))
                 log.scalars(ts.metrics, ts.step)
         # batches of this epoch already consumed (resume): the epoch's stream is rebuilt and
@@ -507,28 +571,38 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "phase": 0 if plan.phase(ts.step - 1) == BURN_IN else 1,
             "loss": float(avg.get("loss/total", float("nan"))),
         }
+        teacher: dict[str, float] = {}
         if plan.phase(ts.step - 1) == DISTILL:
             teacher = epoch_teacher_summary(ts, activity, epoch_done, rank)
             activity = TeacherActivity()
             ts.metrics.update(teacher)  # in every later report, and the final JSON line
             log.scalars(teacher, ts.step)
-        if (
-            cfg.run.val_every_epochs > 0
-            and epoch_done % cfg.run.val_every_epochs == 0
-            and rank == 0
-        ):
+        if cfg.run.val_every_epochs > 0 and epoch_done % cfg.run.val_every_epochs == 0:
             val = prefixed("val", evaluate_in_run(ts, max_clips=cfg.run.val_clips, dataset="val"))
             metrics.update(val)
             log.scalars(val, ts.step)
             last_val = val if ts.step >= plan.total_steps else {}
+        if rank == 0:
+            phase_name = "burn-in" if metrics["phase"] == 0 else "distill"
+            text = line.format(
+                phase=phase_name,
+                epoch=epoch_done,
+                step=ts.step,
+                avg=avg,
+                teacher=teacher,
+                val_f1=metrics.get("val/f1"),
+            )
+            print(text, flush=True)
         if ts.step >= plan.total_steps:
             break  # the final report below carries the checkpoint
+        if due:
+            log.sync_tensorboard()  # events reach run.storage_path with every checkpoint
         report(ts, rank, metrics, with_checkpoint=due)
         if due:
             last_ckpt_step = ts.step
 
     # -- 3. the end: evaluate and report the final checkpoint ---------------------------------
-    if cfg.run.evaluate_at_end and rank == 0 and "final/f1" not in ts.metrics:
+    if cfg.run.evaluate_at_end and "final/f1" not in ts.metrics:  # every rank: its share
         final = evaluate_in_run(ts)
         if plan.distill_epochs == 0 and "burn_in/f1" not in ts.metrics:
             ts.metrics.update(prefixed("burn_in", final))
@@ -536,8 +610,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         log.scalars(ts.metrics, ts.step)
     sync = {"ddp/max_param_diff": ranks_param_spread(ts.student)} if world > 1 else {}
     log.close()
-    if rank == 0 and log.tb_dir and run_uri(cfg).startswith("s3://"):
-        upload_directory(log.tb_dir, f"{run_uri(cfg)}/tensorboard", cfg)
+    log.sync_tensorboard()
     report(
         ts,
         rank,

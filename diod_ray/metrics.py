@@ -415,6 +415,16 @@ class MetricAccumulator:
         acc._motion_known = vals[len(_STATE_KEYS)] > 0
         return acc
 
+    def all_reduce(self, device="cpu") -> MetricAccumulator:
+        """The sum over the ranks of a DDP job (a copy of this one when not distributed). Every
+        rank must call it the same number of times (each evaluation pass of the training loop)."""
+        import torch.distributed as dist
+
+        t = self.to_tensor(device)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return MetricAccumulator.from_tensor(self.protocol, t)
+
     # -- result ------------------------------------------------------------------------------
     def summary(self) -> dict:
         s = self._s

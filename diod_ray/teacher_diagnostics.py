@@ -199,7 +199,9 @@ def _teacher_mode(model: nn.Module, bn_mode: str) -> Iterator[None]:
         model.train(was_training)
 
 
-def evaluate_teacher(teacher: Any, batches: Iterable[dict], cfg: Config) -> dict[str, float]:
+def evaluate_teacher(
+    teacher: Any, batches: Iterable[dict], cfg: Config, all_reduce: bool = False
+) -> dict[str, float]:
     """The teacher's pseudo-labels on evaluation batches, with GT-based precision and coverage.
 
     teacher: an :class:`~diod_ray.teacher.EMATeacher` (its ``bn_mode`` is honoured) or a plain
@@ -207,7 +209,8 @@ def evaluate_teacher(teacher: Any, batches: Iterable[dict], cfg: Config) -> dict
     [B, T, H, W], optional ``gt_moving`` [B, T, G+1] and ``motion`` [B, T, H, W]). Clips are cut
     into windows of ``data.clip_len`` frames like the clean evaluation protocol. Returns
     ``TeacherActivity.summary()`` of the whole pass (candidates kept per frame, frames with a kept
-    candidate, motion masks kept, precision, static / moving cover).
+    candidate, motion masks kept, precision, static / moving cover). ``all_reduce``: sum the
+    counts over the ranks of a DDP job first (every rank must then call it).
     """
     from diod_ray.metrics import downsample_nearest
     from diod_ray.objectives.distill import filter_motion_masks
@@ -250,4 +253,6 @@ def evaluate_teacher(teacher: Any, batches: Iterable[dict], cfg: Config) -> dict
                     moving = batch.get("gt_moving")
                     mv = None if moving is None else moving[:, win].reshape(n, -1)
                     acc.add(candidate_gt_counts(cands, gt.reshape(n, h, w), mv))
+    if all_reduce:  # every rank evaluated its share of the clips: sum the counts
+        acc = acc.all_reduce(device)
     return acc.summary()

@@ -94,6 +94,7 @@ def build_trainer(cfg: Config, *, callbacks=()):
             failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.num_to_keep),
             callbacks=list(callbacks),
+            logging_config=ray.train.LoggingConfig(log_level=cfg.run.ray_train_log_level),
         ),
         datasets=datasets,
         # eval datasets unsplit and in stored order: the same batches, the same metric sums
@@ -210,6 +211,9 @@ def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
 
         ensure_synthetic(cfg, progress=progress)
     ensure_ray()
+    from diod_ray.console import quiet_ray_data_console
+
+    quiet_ray_data_console()  # the driver checks the shards with Ray Data before the fit
     result = fit(cfg)
     summary = summarise(cfg, result)
     write_summary(cfg, summary)

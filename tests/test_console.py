@@ -6,7 +6,12 @@ import logging
 
 import pytest
 
-from diod_ray.console import EpochLine, format_duration, no_candidate_warning, quiet_ray_data_console
+from diod_ray.console import (
+    EpochLine,
+    format_duration,
+    quiet_ray_data_console,
+    quiet_ray_train_console,
+)
 
 
 def test_format_duration():
@@ -26,17 +31,21 @@ def test_epoch_line_has_what_a_person_needs():
         avg={
             "loss/total": 0.912,
             "loss/recon": 0.061,
-            "loss/teacher": 0.38,
+            "loss/teacher_bce": 0.38,
             "perf/clips_per_s": 9.84,
         },
-        teacher={"candidates_per_frame": 1.9, "frames_with_candidate": 0.71, "motion_kept_share": 0.84},
+        teacher={
+            "teacher/kept_per_frame": 1.9,
+            "teacher/frames_with_kept": 0.71,
+            "teacher/motion_kept_share": 0.84,
+        },
         val_f1=0.312,
         now=t0 + 288.0,  # 1 s per step -> 160 steps left = 2:40
     )
     assert text.startswith("[run-a] distill epoch 9/14 step 288")
     assert "loss 0.912 (recon 0.061 teacher 0.38)" in text
     assert "9.8 clips/s" in text
-    assert "teacher 1.90 cand/frame, 71% frames, motion kept 84%" in text
+    assert "teacher 1.90 kept/frame, 71% frames, motion kept 84%" in text
     assert "val F1@50 31.2" in text
     assert "4:48 elapsed, eta 2:40" in text
     assert "\n" not in text and len(text) < 250
@@ -54,11 +63,6 @@ def test_epoch_line_skips_missing_and_nan_values():
     assert "loss" not in text and "val" not in text and "teacher" not in text
 
 
-def test_no_candidate_warning_is_one_line():
-    msg = no_candidate_warning("r", 7, 0.9)
-    assert "WARNING" in msg and "epoch 7" in msg and "\n" not in msg
-
-
 def test_quiet_ray_data_console_keeps_file_logs(monkeypatch):
     monkeypatch.delenv("RAY_DATA_LOGGING_CONFIG", raising=False)
     monkeypatch.delenv("DIOD_RAY_DATA_CONSOLE", raising=False)
@@ -72,3 +76,23 @@ def test_quiet_ray_data_console_keeps_file_logs(monkeypatch):
     assert consoles and files, "ray.data should log to a console and a session file"
     assert all(h.level >= logging.WARNING for h in consoles)
     assert [h.level for h in files] == file_levels  # the log files keep everything
+    from ray.data import DataContext
+
+    assert DataContext.get_current().enable_progress_bars is False
+    DataContext.get_current().enable_progress_bars = True  # leave the process as it was
+
+
+def test_ray_train_path_named_logger_is_filtered_below_the_level():
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    root.addHandler(handler)
+    try:
+        quiet_ray_train_console("WARNING")
+        ctx_logger = "/x/site-packages/ray/train/v2/_internal/execution/context.py"
+        info = logging.LogRecord(ctx_logger, logging.INFO, __file__, 1, "Reporting ...", None, None)
+        warn = logging.LogRecord(ctx_logger, logging.WARNING, __file__, 1, "bad", None, None)
+        ours = logging.LogRecord("diod_ray", logging.INFO, __file__, 1, "epoch line", None, None)
+        assert not handler.filter(info)
+        assert handler.filter(warn) and handler.filter(ours)
+    finally:
+        root.removeHandler(handler)

@@ -201,7 +201,11 @@ def test_checkpoints_in_s3_resume(ray_session, smoke_data, s3_bucket):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_worker_ddp_keeps_replicas_identical(ray_session, smoke_data, tmp_path):
-    """2 DDP workers (gloo) train both phases; at the end every weight agrees across ranks."""
+    """2 DDP workers (gloo) train both phases; at the end every weight agrees across ranks, and
+    the evaluation split over the two ranks gives the numbers of one process evaluating all."""
+    from diod_ray.data.pipeline import eval_dataset, iter_eval_batches
+    from diod_ray.evaluate import evaluate_model
+    from diod_ray.model import build_model
     from diod_ray.train import build_trainer
 
     cfg = smoke_cfg(
@@ -212,13 +216,23 @@ def test_two_worker_ddp_keeps_replicas_identical(ray_session, smoke_data, tmp_pa
             "run.num_workers": 2,
             "run.cpus_per_worker": 0.5,
             "data.batch_size": 2,
-            "run.evaluate_at_end": False,
+            "run.eval_batch_size": 1,  # 4 test clips -> 2 batches per rank
         },
     )
     result = build_trainer(cfg).fit()
     assert result.error is None
     assert result.metrics["step"] == 4
     assert result.metrics["ddp/max_param_diff"] == 0.0
+
+    with result.checkpoint.as_directory() as d:
+        state = load_state(d)
+    model = build_model(cfg)
+    model.load_state_dict(state["student"])
+    batches = iter_eval_batches(eval_dataset(cfg, cfg.data.test_split), cfg, 1)
+    alone = evaluate_model(model, batches, cfg, cfg.run.eval_protocol)
+    assert alone["clips"] == result.metrics["final/clips"] == 4
+    for k in ("fg_ari", "all_ari", "f1", "recall", "mbo"):
+        assert result.metrics[f"final/{k}"] == pytest.approx(alone[k], abs=1e-9, nan_ok=True), k
 
 
 @pytest.mark.slow
