@@ -12,13 +12,13 @@ from diod_ray.config import (
     add_config_args,
     apply_overrides,
     config_from_args,
-    grid_hw,
     load_config,
     load_preset,
     preset_names,
     to_flat,
     valid_keys,
 )
+from diod_ray.model.resnet import stride4_size
 
 
 def test_every_preset_loads_with_the_papers_settings():
@@ -30,8 +30,9 @@ def test_every_preset_loads_with_the_papers_settings():
     assert (pd.model.num_slots, kitti.model.num_slots, movi.model.num_slots) == (45, 45, 24)
     for c in (pd, kitti, movi):
         assert c.objectives.alpha == 0.3 and c.distill.p == 0.9 and c.distill.ema == 0.996
-    assert grid_hw(pd) == (120, 242)
-    assert grid_hw(kitti) == (92, 312)
+    # the attention grid is a quarter of the input per side (model/resnet.stride4_size)
+    assert (stride4_size(pd.data.height), stride4_size(pd.data.width)) == (120, 242)
+    assert (stride4_size(kitti.data.height), stride4_size(kitti.data.width)) == (92, 312)
 
 
 def test_set_overrides_parse_yaml_values_and_keep_strings():
@@ -104,7 +105,10 @@ def test_cli_args_and_tune_space_use_the_same_dotted_keys():
     )
     cfg = config_from_args(args)
     assert (cfg.run.num_workers, cfg.run.use_gpu, cfg.distill.p) == (2, True, 0.5)
+    before = to_flat(cfg)
     tuned = apply_overrides(cfg, {"objectives.alpha": 0.4, "schedule.burn_in_epochs": 3})
     assert tuned.objectives.alpha == 0.4 and tuned.schedule.burn_in_epochs == 3
-    assert cfg.objectives.alpha != 0.4 or cfg is not tuned  # the original is untouched
+    # the original is untouched: every field keeps its value (merge works on a deep copy)
+    assert to_flat(cfg) == before
+    assert before["objectives.alpha"] != 0.4 and before["schedule.burn_in_epochs"] != 3
     assert set(to_flat(Config())) == set(valid_keys())
