@@ -10,7 +10,7 @@ in its section and the rest still run; the whole document is due in < 8 minutes 
   45 slots) at the per-worker batch of the paper run, after the loop's own set-up (cuDNN
   autotuning), fp32 and bf16: step time of both phases, clips/s, peak memory, model FLOP
   utilisation against the GPU's dense peak (bf16, and TF32 for fp32).
-* ``deterministic``: the same bf16 step with ``run.deterministic`` off and on (diod_ray/loop.py
+* ``deterministic``: the same bf16 step with ``run.deterministic`` off and on (diod_ray/training/loop.py
   ``seed_and_determinism``: what the training loop does), and the cost ratio; "unavailable" when
   this checkout has no such field.
 * ``pseudo_labels`` / ``matching``: benchmarks/pseudo_labels.py and benchmarks/matching.py on the

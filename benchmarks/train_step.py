@@ -52,8 +52,9 @@ def measure(
     import torch
 
     from diod_ray.config import apply_overrides, load_preset
-    from diod_ray.loop import TrainState, train_step
-    from diod_ray.schedule import make_plan
+    from diod_ray.training.schedule import make_plan
+    from diod_ray.training.state import TrainState
+    from diod_ray.training.step import train_step
 
     device = torch.device(device_name)
     cfg = apply_overrides(

@@ -1,242 +1,32 @@
-"""Evaluation: ``evaluate_model`` (in-process, used by the training loop) and the CLI
+"""``python -m diod_ray.evaluate``: evaluate a checkpoint on a split of clip shards.
 
     python -m diod_ray.evaluate --checkpoint URI --data URI [--protocol reference|clean]
         [--split test] [--out FILE.json] [--overwrite] [--save-examples N] [--examples-dir DIR]
         [--device auto|cpu|cuda] [--batch-size B] [--weights student|teacher] [--set KEY=VALUE ...]
 
-which streams the shards through Ray Data (``eval_dataset``), runs the model in inference mode in
-batches, and prints one JSON object with every metric, the number of clips and frames, the
-checkpoint and the protocol.
-
-Predictions are the argmax over all slots at the attention grid (background slot -> 0, slot k ->
-k + 1); GT is downsampled to the grid by nearest, predictions are never upsampled (the reference's
-protocol). The two protocols (docs/metrics.md):
-
-- ``clean``: model in eval mode (BatchNorm running statistics); a stored clip is cut into clips of
-  ``data.clip_len`` frames, each run from a fresh state, batched.
-- ``reference``: clips of 5 frames (the reference's TRI-PD protocol), each run in its own forward
-  pass with BatchNorm using the statistics of that clip, like the reference which never calls
-  ``model.eval()``; the running statistics are NOT updated (momentum 0), so evaluating inside a
-  training run leaves the model unchanged. The reference's ARI skip rules apply.
+streams the shards through Ray Data (``eval_dataset``), runs the model in inference mode in
+batches (:func:`diod_ray.evaluation.evaluate_model`), and prints one JSON object with every metric,
+the number of clips and frames, the checkpoint and the protocol (docs/metrics.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import os
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from diod_ray.config import Config, ConfigError, add_set_argument, apply_overrides, parse_set
-from diod_ray.metrics import (
+from diod_ray.config import ConfigError, add_set_argument, apply_overrides, parse_set
+from diod_ray.evaluation import (
     PROTOCOLS,
-    REFERENCE_CLIP_LEN,
-    MetricAccumulator,
-    downsample_nearest,
+    evaluate_model,
+    json_safe,
+    load_for_inference,
+    resolve_device,
 )
-
-ExampleSink = Callable[[str, np.ndarray], None]
-
-
-def slot_labels(attn: torch.Tensor, bg_index: int) -> torch.Tensor:
-    """Hard slot ids from soft attention [B,T,K,h,w] -> int64 [B,T,h,w]: argmax over the slots,
-    the background slot -> 0, slot k -> k + 1 (ids stay consistent over frames and clips)."""
-    idx = attn.argmax(2)  # [B,T,h,w]
-    return torch.where(idx == bg_index, torch.zeros_like(idx), idx + 1)
-
-
-@contextlib.contextmanager
-def batchnorm_batch_statistics(model: nn.Module) -> Iterator[None]:
-    """Every module in eval mode except BatchNorm, which normalises with the statistics of the
-    current batch (the reference's evaluation) without changing its running statistics."""
-    saved = []
-    for m in model.modules():
-        if isinstance(m, nn.SyncBatchNorm) and torch.distributed.is_initialized():
-            # train-mode SyncBatchNorm all-reduces: on one rank it would hang the evaluation
-            raise ValueError(
-                "protocol 'reference' needs per-clip BatchNorm statistics; this model has "
-                "SyncBatchNorm in a distributed job: evaluate an unwrapped copy with plain "
-                "BatchNorm, or use protocol 'clean'"
-            )
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            tracked = None if m.num_batches_tracked is None else m.num_batches_tracked.clone()
-            saved.append((m, m.momentum, tracked))
-    was_training = model.training
-    model.eval()
-    for m, _, _ in saved:
-        m.train()
-        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
-    try:
-        yield
-    finally:
-        for m, momentum, tracked in saved:
-            m.momentum = momentum
-            if tracked is not None:
-                m.num_batches_tracked.copy_(tracked)
-        model.train(was_training)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-def _chunks(T: int, clip_len: int) -> list[slice]:
-    """Non-overlapping windows of clip_len frames; a shorter tail is its own clip."""
-    L = max(1, min(clip_len, T))
-    return [slice(s, min(s + L, T)) for s in range(0, T, L)]
-
-
-def evaluate_model(
-    model: nn.Module,
-    batches: Iterable[dict],
-    cfg: Config,
-    protocol: str = "clean",
-    *,
-    clip_len: int | None = None,
-    max_examples: int = 0,
-    example_sink: ExampleSink | None = None,
-    all_reduce: bool = False,
-) -> dict[str, Any]:
-    """Metrics of ``model`` over ``batches`` (dicts from ``iter_eval_batches``: ``frames``
-    [B,T,3,H,W] normalised, ``gt`` [B,T,H,W], optional ``gt_moving`` [B,T,G+1], ``motion``,
-    ``clip_id``) under ``protocol``; returns ``MetricAccumulator.summary()`` plus timing.
-
-    The model's train/eval mode and BatchNorm statistics are restored afterwards. With
-    ``max_examples`` and ``example_sink``, the first clips' example grids (HWC uint8) are passed to
-    ``example_sink(clip_id, image)``. With ``all_reduce`` (every rank of a DDP job evaluating its
-    own share of the clips) the counters are summed over the ranks before the summary."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
-    core = getattr(model, "module", model)  # DDP-wrapped or not
-    bg = int(core.bg_index)
-    device = _device_of(model)
-    reference = protocol == "reference"
-    L = REFERENCE_CLIP_LEN if reference else (clip_len or cfg.data.clip_len)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda" and cfg.run.precision == "bf16"
-        else contextlib.nullcontext()
-    )
-    mode = batchnorm_batch_statistics(model) if reference else _eval_mode(model)
-    acc = MetricAccumulator(protocol)
-    n_examples = 0
-    used_len = 0  # longest window actually run (a stored clip shorter than L is one window)
-    t0 = time.perf_counter()
-    with mode, torch.inference_mode(), autocast:
-        for batch in batches:
-            frames = batch["frames"].to(device, non_blocking=True)
-            gt_full = batch["gt"].to(device, non_blocking=True)
-            moving = batch.get("gt_moving")
-            known = batch.get("moving_known")  # [B] bool: clips converted with moving flags
-            B, T = frames.shape[:2]
-            for win in _chunks(T, L):
-                video = frames[:, win]
-                used_len = max(used_len, video.shape[1])
-                if reference:  # one clip per forward: BatchNorm sees the reference's batch
-                    outs = [model(video[b : b + 1]) for b in range(B)]
-                    attn = torch.cat([o.attn for o in outs])
-                    fg = torch.cat([o.fg for o in outs])
-                else:
-                    out = model(video)
-                    attn, fg = out.attn, out.fg
-                pred = slot_labels(attn.float(), bg)  # [B,t,h,w]
-                gt = downsample_nearest(gt_full[:, win], pred.shape[-2:])
-                mv = moving[:, win].to(device) if moving is not None else None
-                acc.update(gt, pred, mv, known)
-                if example_sink is not None and n_examples < max_examples:
-                    n_examples += _emit_examples(
-                        batch, win, pred, fg, cfg, example_sink, max_examples - n_examples
-                    )
-    seconds = time.perf_counter() - t0
-    if all_reduce:
-        acc = acc.all_reduce(device)
-    out = acc.summary()
-    out.update(
-        {
-            "clip_len": used_len or L,
-            "batchnorm": "batch statistics" if reference else "running statistics",
-            "seconds": round(seconds, 3),
-            "frames_per_second": round(out["frames"] / seconds, 2) if seconds > 0 else None,
-        }
-    )
-    return out
-
-
-def _emit_examples(batch, win, pred, fg, cfg, sink, budget: int) -> int:
-    from diod_ray.viz import example_grid
-
-    frames = batch["frames"][:, win].detach().float().cpu()
-    if cfg.data.colour_order == "bgr":
-        frames = frames.flip(2)  # back to RGB for the picture
-    ids = batch.get("clip_id") or [str(i) for i in range(frames.shape[0])]
-    n = min(budget, frames.shape[0])
-    for b in range(n):
-        img = example_grid(
-            frames[b],
-            gt=batch["gt"][b, win].cpu(),
-            motion=batch["motion"][b, win].cpu() if "motion" in batch else None,
-            slots=pred[b].cpu(),
-            fg=fg[b].float().cpu(),
-        )
-        sink(f"{ids[b]}@{win.start}", img)
-    return n
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda requested but no CUDA device is available")
-    return torch.device(name)
-
-
-def load_for_inference(uri: str, weights: str | None, device: torch.device):
-    """(model in eval mode, Config, which weights): ``weights`` or else the checkpoint's own
-    ``run.eval_weights`` (student unless the run says teacher; read once in the common case)."""
-    from diod_ray.checkpoint import load_model
-
-    model, cfg = load_model(uri, which=weights or "student", device=device)
-    which = weights or cfg.run.eval_weights
-    if which != (weights or "student"):
-        model, cfg = load_model(uri, which=which, device=device)
-    return model, cfg, which
-
-
-def json_safe(obj: Any) -> Any:
-    """NaN / inf -> null so the output is strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def _safe_name(s: str) -> str:
@@ -309,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from diod_ray.data.errors import DataError
     from diod_ray.data.pipeline import eval_dataset, iter_eval_batches
-    from diod_ray.train import ensure_ray
+    from diod_ray.training.driver import ensure_ray
 
     ensure_ray()  # joins RAY_ADDRESS when set, else a fresh local Ray
     split = args.split or cfg.data.test_split

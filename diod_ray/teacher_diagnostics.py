@@ -186,7 +186,7 @@ def _teacher_mode(model: nn.Module, bn_mode: str) -> Iterator[None]:
     """The teacher's forward mode without side effects: eval mode, or (``teacher_bn=train``)
     BatchNorm on batch statistics with its running statistics left unchanged."""
     if bn_mode == "train":
-        from diod_ray.evaluate import batchnorm_batch_statistics
+        from diod_ray.evaluation import batchnorm_batch_statistics
 
         with batchnorm_batch_statistics(model):
             yield

@@ -254,10 +254,11 @@ def write_png(path, image: np.ndarray) -> None:
 
 
 def _argmax_ids(attn, bg_index: int) -> np.ndarray:
-    """Soft attention [T,K,h,w] -> ids [T,h,w]: background slot 0, slot k -> k + 1."""
+    """Soft attention [T,K,h,w] -> ids [T,h,w] (metrics.slot_labels: background slot 0, k -> k+1)."""
+    from diod_ray.metrics import slot_labels
+
     a = attn.detach().float() if isinstance(attn, torch.Tensor) else torch.as_tensor(attn)
-    idx = a.argmax(1)
-    return torch.where(idx == bg_index, torch.zeros_like(idx), idx + 1).cpu().numpy()
+    return slot_labels(a[None], bg_index)[0].cpu().numpy()
 
 
 def training_panel(

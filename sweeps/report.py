@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from diod_ray.storage_paths import normalise_uri
-from diod_ray.sweeps.report import ReportError, write_report
+from diod_ray.storage import normalise_uri
+from diod_ray.sweeps.publish import write_report
+from diod_ray.sweeps.report import ReportError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -404,7 +404,7 @@ def test_entrypoint_exists_and_answers_help(kind, target):
 
 
 def test_grafana_dashboard_queries_exactly_the_exported_metrics():
-    from diod_ray.telemetry import METRIC_NAMES, METRICS
+    from diod_ray.training.telemetry import METRIC_NAMES, METRICS
 
     dash = json.loads(DASHBOARD.read_text())
     variables = {v["name"]: v for v in dash["templating"]["list"]}
@@ -433,7 +433,7 @@ def test_telemetry_records_locally_without_ray():
     code = textwrap.dedent(
         """
         import json, sys
-        from diod_ray.telemetry import Telemetry
+        from diod_ray.training.telemetry import Telemetry
         t = Telemetry("unit")
         t.record(step=1, phase=0, loss=0.5, clips_per_s=3.0, data_wait_s=0.01)
         t.record(step=2, phase=1, candidates_kept=5, candidates_dropped=2,
@@ -463,7 +463,7 @@ def test_telemetry_records_locally_without_ray():
 
 
 def test_telemetry_rejects_bad_values():
-    from diod_ray.telemetry import Telemetry
+    from diod_ray.training.telemetry import Telemetry
 
     t = Telemetry("bad-values")
     with pytest.raises(ValueError, match="phase"):
@@ -488,7 +488,7 @@ def _series(text: str, name: str, run: str) -> float | None:
 
 
 def test_telemetry_exports_through_ray_metrics(ray_session):
-    from diod_ray.telemetry import METRIC_NAMES, Telemetry
+    from diod_ray.training.telemetry import METRIC_NAMES, Telemetry
 
     run = f"t-{uuid.uuid4().hex[:8]}"
     t = Telemetry(run)

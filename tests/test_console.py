@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from diod_ray.console import (
+from diod_ray.training.console import (
     EpochLine,
     format_duration,
     quiet_ray_data_console,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from diod_ray.checkpoint import load_state
 from diod_ray.config import apply_overrides, load_preset
+from diod_ray.training.state import load_state
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_killed_and_resumed_equals_uninterrupted(
 def test_deterministic_mode_switches_torch_to_deterministic_algorithms():
     """run.deterministic: Ray's enable_reproducibility (deterministic algorithms, cudnn.benchmark
     off, CUBLAS_WORKSPACE_CONFIG) with warn_only; off leaves torch's defaults on the CPU."""
-    from diod_ray.loop import seed_and_determinism
+    from diod_ray.training.loop import seed_and_determinism
 
     cpu = torch.device("cpu")
     before = torch.are_deterministic_algorithms_enabled()

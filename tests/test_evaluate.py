@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from sklearn.metrics import adjusted_rand_score
 
 from diod_ray.config import load_preset, to_dict
-from diod_ray.evaluate import evaluate_model, main, slot_labels
+from diod_ray.evaluate import main
+from diod_ray.evaluation import evaluate_model, slot_labels
 from diod_ray.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """Smoke-preset test shards (real generator, real optical flow) and a saved checkpoint."""
-    from diod_ray.checkpoint import save_checkpoint
     from diod_ray.data.generate import generate_split
+    from diod_ray.training.state import save_checkpoint
 
     root = tmp_path_factory.mktemp("eval")
     cfg = load_preset("smoke")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from diod_ray.config import apply_overrides, load_preset
-from diod_ray.schedule import BURN_IN, DISTILL, learning_rate, make_plan
+from diod_ray.training.schedule import BURN_IN, DISTILL, learning_rate, make_plan
 
 
 def test_phase_is_derived_from_the_step():

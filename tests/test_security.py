@@ -317,7 +317,7 @@ def test_s3_filesystem_pickles_without_the_environments_keys(monkeypatch):
     (tuner.pkl, basic-variant-state-*.json); the pickled filesystem must not carry the keys."""
     import pickle
 
-    from diod_ray.data.storage import filesystem_for
+    from diod_ray.storage import filesystem_for
 
     fake = _fake_credentials(7)
     for name, value in fake.items():

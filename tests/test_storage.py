@@ -7,8 +7,8 @@ import os
 import pyarrow.fs as pafs
 import pytest
 
+from diod_ray import storage
 from diod_ray.config import DataConfig
-from diod_ray.data import storage
 from diod_ray.data.errors import DataError, SplitExistsError, StorageError
 
 

@@ -129,7 +129,8 @@ def test_ema_half_life_precedence_and_validation():
 
 
 def test_epoch_guard_warns_once_when_nothing_is_kept(capsys):
-    from diod_ray.loop import TrainState, epoch_teacher_summary
+    from diod_ray.training.loop import epoch_teacher_summary
+    from diod_ray.training.state import TrainState
 
     ts = TrainState(load_preset("smoke"), torch.device("cpu"))
     idle = TeacherActivity()
@@ -210,9 +211,9 @@ def test_after_a_short_burn_in_distillation_keeps_candidates(one_torch_thread):
 def test_run_reports_teacher_and_keeps_burn_in(ray_session, tmp_path_factory, tmp_path):
     """The default job's plumbing on the smoke preset: the end-of-burn-in checkpoint survives
     num_to_keep, and the final JSON line carries the teacher object."""
-    from diod_ray.checkpoint import load_state
     from diod_ray.data.generate import ensure_synthetic
     from diod_ray.train import run
+    from diod_ray.training.state import load_state
 
     data = str(tmp_path_factory.mktemp("smoke-teacher"))
     cfg = apply_overrides(

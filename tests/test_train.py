@@ -20,8 +20,8 @@ import pytest
 import torch
 from ray.train import TrainingFailedError
 
-from diod_ray.checkpoint import STATE_FILE, load_state
 from diod_ray.config import apply_overrides, load_preset
+from diod_ray.training.state import STATE_FILE, load_state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,8 +95,8 @@ def test_killed_mid_distillation_resumes_same_step_and_teacher(ray_session, smok
     """A run that dies in distillation and is started again with the same (storage_path, name)
     continues from its last checkpoint's step with that checkpoint's teacher, also with another
     run.num_workers (one checkpoint layout: Ray Train's)."""
-    from diod_ray.loop import TrainState
     from diod_ray.train import run
+    from diod_ray.training.state import TrainState
 
     # burn-in = steps 0-1, distillation = steps 2-5; checkpoints at epoch ends (2, 4); fault at 5
     cfg = smoke_cfg(
@@ -204,9 +204,9 @@ def test_two_worker_ddp_keeps_replicas_identical(ray_session, smoke_data, tmp_pa
     """2 DDP workers (gloo) train both phases; at the end every weight agrees across ranks, and
     the evaluation split over the two ranks gives the numbers of one process evaluating all."""
     from diod_ray.data.pipeline import eval_dataset, iter_eval_batches
-    from diod_ray.evaluate import evaluate_model
+    from diod_ray.evaluation import evaluate_model
     from diod_ray.model import build_model
-    from diod_ray.train import build_trainer
+    from diod_ray.training.driver import build_trainer
 
     cfg = smoke_cfg(
         smoke_data,
@@ -240,7 +240,7 @@ def test_two_worker_ddp_keeps_replicas_identical(ray_session, smoke_data, tmp_pa
 def test_killed_worker_process_restarts_from_last_checkpoint(ray_session, smoke_data, tmp_path):
     """The worker process exits mid-distillation (os._exit); FailureConfig(max_failures=1)
     restarts the worker group, which resumes from the last checkpoint and finishes."""
-    from diod_ray.train import build_trainer
+    from diod_ray.training.driver import build_trainer
 
     cfg = smoke_cfg(
         smoke_data,

@@ -8,7 +8,7 @@ from diod_ray.config import apply_overrides, load_preset
 def test_per_epoch_validation_reads_the_val_split(ray_session, tmp_path):
     from diod_ray.data import shards
     from diod_ray.data.generate import ensure_synthetic, generate_split
-    from diod_ray.train import build_trainer
+    from diod_ray.training.driver import build_trainer
 
     uri = str(tmp_path / "data")
     cfg = apply_overrides(

@@ -81,7 +81,7 @@ def fg_coverage(
     GT and moving flags; others are skipped). Returns ``FgCoverage.summary()`` plus the weights."""
     import torch
 
-    from diod_ray.evaluate import load_for_inference
+    from diod_ray.evaluation import load_for_inference
     from diod_ray.metrics import downsample_nearest
     from diod_ray.predict import prepare_frames
 

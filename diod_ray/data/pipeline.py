@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
+from diod_ray import storage
 from diod_ray.config import Config
-from diod_ray.data import storage
 from diod_ray.data.augment import augment_clip, random_window, resize_frames
 from diod_ray.data.errors import DataError, ShardFormatError
 from diod_ray.data.order import BUFFER, clip_rng, data_seed, epoch_files, rng, shuffle_buffer

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from diod_ray.data import storage
+from diod_ray import storage
 from diod_ray.data.errors import (
     DataError,
     ShardFormatError,

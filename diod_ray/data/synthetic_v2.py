@@ -33,7 +33,7 @@ import numpy as np
 
 from diod_ray.config import SyntheticConfig
 from diod_ray.data.synth_draw import _pattern, _shape_mask, _value_noise
-from diod_ray.data.synthetic import (
+from diod_ray.data.synth_world import (
     REFERENCE_AREA,
     SENSOR_NOISE_STD,
     SyntheticVideo,

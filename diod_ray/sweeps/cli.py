@@ -24,7 +24,7 @@ from diod_ray.config import (
     parse_set,
     preset_names,
 )
-from diod_ray.storage_paths import normalise_uri
+from diod_ray.storage import normalise_uri
 from diod_ray.sweeps.driver import RESULTS_FILE, RUNS_DIR, SweepError, run_stage
 from diod_ray.sweeps.plan import (
     DRIVER_RESOURCE,
@@ -42,7 +42,8 @@ from diod_ray.sweeps.plan import (
     planned_concurrency,
     trial_resources,
 )
-from diod_ray.sweeps.report import SWEEP_FILE, seconds_per_epoch, write_report
+from diod_ray.sweeps.publish import write_report
+from diod_ray.sweeps.report import SWEEP_FILE, seconds_per_epoch
 from diod_ray.sweeps.store import StoreError, exists, join, read_json, write_json
 
 
@@ -67,7 +68,7 @@ def cluster_shape(args: argparse.Namespace) -> tuple[dict[str, float] | None, bo
     if os.environ.get("RAY_ADDRESS"):
         import ray
 
-        from diod_ray.train import ensure_ray
+        from diod_ray.training.driver import ensure_ray
 
         ensure_ray()
         return None, float(ray.cluster_resources().get(DRIVER_RESOURCE, 0)) > 0
@@ -115,7 +116,7 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict
         from diod_ray.data.generate import ensure_synthetic
 
         ensure_synthetic(cfg)
-    from diod_ray.train import ensure_ray
+    from diod_ray.training.driver import ensure_ray
 
     ensure_ray()
     summary = describe(args, plan, cfg, None)

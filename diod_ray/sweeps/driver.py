@@ -77,8 +77,8 @@ def trial_driver(config: dict[str, Any], sweep: dict[str, Any]) -> None:
     ``fits/`` so a test can measure how many fits ran at once."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from diod_ray.storage_paths import run_uri
-    from diod_ray.train import build_trainer
+    from diod_ray.storage import run_uri
+    from diod_ray.training.driver import build_trainer
 
     cfg = trial_config(config, sweep, tune.get_context().get_trial_id())
     start = time.time()
@@ -129,13 +129,9 @@ class StopAfterTrials(tune.Callback):
 
 def tune_storage(root: str) -> tuple[str, Any]:
     """(storage_path, storage_filesystem) for ray.tune.RunConfig / Tuner.restore."""
-    if root.startswith("s3://"):
-        from diod_ray.data.storage import filesystem_for
+    from diod_ray.storage import ray_storage
 
-        fs, path = filesystem_for(root)
-        return path, fs
-    os.makedirs(root, exist_ok=True)
-    return root, None
+    return ray_storage(root)
 
 
 def stage_param_space(stage: Stage, search_space: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diod_ray.config import Config
+from diod_ray.sweeps.errors import PlanError
 
 # Table 4(a)/(b) variants: dotted overrides applied to the distillation branch
 ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
@@ -30,10 +31,6 @@ ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
     # its schedule depends on the plan's lengths and is filled in by ablation_plan
     "more_burn_in": {},
 }
-
-
-class PlanError(ValueError):
-    """A sweep argument is invalid; the message names the option."""
 
 
 # ============================================================================================
@@ -368,6 +365,7 @@ from diod_ray.sweeps.resources import (  # noqa: E402
 
 __all__ = [
     "DRIVER_RESOURCE",
+    "PlanError",
     "TrialResources",
     "device_hours",
     "device_kind",

@@ -25,7 +25,7 @@ from diod_ray.sweeps.paper import (
 )
 from diod_ray.sweeps.plan import device_hours
 from diod_ray.sweeps.stats import METHOD_NOTE, fmt_cell, paired, summarise
-from diod_ray.sweeps.store import StoreError, exists, join, read_json, write_bytes
+from diod_ray.sweeps.store import StoreError, exists, join, read_json
 
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.json"
@@ -351,36 +351,3 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
         ]
     out += cost_section(meta, stages)
     return "\n".join(out)
-
-
-# ============================================================================================
-# Entry point
-# ============================================================================================
-
-
-def write_report(root: str) -> dict[str, str]:
-    """(Re)write table.md, trials.csv and <kind>.png of the sweep at ``root``; returns their URIs."""
-    meta, stages = load_sweep(root)
-    kind = meta["kind"]
-    if kind not in ("alpha_burnin", "ablations", "threshold_p"):
-        raise ReportError(f"{join(root, SWEEP_FILE)}: unknown kind {kind!r}")
-    from diod_ray.sweeps import plots
-    from diod_ray.sweeps.tables import cells_csv, threshold_markdown, trials_csv
-
-    renderers = {
-        "alpha_burnin": (alpha_burnin_markdown, plots.alpha_burnin_plot),
-        "ablations": (ablations_markdown, plots.ablations_plot),
-        "threshold_p": (threshold_markdown, plots.threshold_plot),
-    }
-    to_md, to_png = renderers[kind]
-    out = {
-        "table": join(root, TABLE_FILE),
-        "csv": join(root, CSV_FILE),
-        "cells": join(root, CELLS_FILE),
-        "plot": join(root, f"{kind}.png"),
-    }
-    write_bytes(out["table"], (to_md(meta, stages) + "\n").encode())
-    write_bytes(out["csv"], trials_csv(stages).encode())
-    write_bytes(out["cells"], cells_csv(meta, stages).encode())
-    write_bytes(out["plot"], to_png(meta, stages))
-    return out

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diod_ray.config import Config
+from diod_ray.sweeps.errors import PlanError
 
 # ============================================================================================
 # Resources: what a trial asks Ray for (docs/sweeps.md, "How a sweep maps onto a cluster")
@@ -64,8 +65,6 @@ def planned_concurrency(plan: Any, res: TrialResources, cap: int, local_cpus: fl
     what is up right now does not matter); on this machine, its CPUs over a trial's CPUs."""
     if cap:
         if cap < 1:
-            from diod_ray.sweeps.plan import PlanError
-
             raise PlanError(f"--max-concurrent must be >= 1, got {cap}")
         return cap
     if local_cpus is None:

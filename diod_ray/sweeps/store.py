@@ -1,5 +1,5 @@
 """Sweep files (sweep.json, <stage>/results.json, reports) on a local path or s3://, through the
-project's storage module (``diod_ray.data.storage``): the only code that knows what s3:// means."""
+project's storage module (:mod:`diod_ray.storage`): the only code that knows what s3:// means."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ import json
 import math
 from typing import Any
 
+from diod_ray import storage
+
 
 class StoreError(ValueError):
     """A stored sweep file is missing or malformed; the message names the file."""
-
-
-def _fs(uri: str):
-    from diod_ray.data.storage import filesystem_for
-
-    return filesystem_for(uri)
 
 
 def join(uri: str, *parts: str) -> str:
@@ -23,18 +19,12 @@ def join(uri: str, *parts: str) -> str:
 
 
 def exists(uri: str) -> bool:
-    from diod_ray.data.storage import exists as _exists
-
-    fs, path = _fs(uri)
-    return _exists(fs, path)
+    return storage.uri_exists(uri)
 
 
 def read_json(uri: str) -> dict[str, Any]:
-    from diod_ray.data.storage import read_bytes
-
-    fs, path = _fs(uri)
     try:
-        return json.loads(read_bytes(fs, path, uri).decode())
+        return json.loads(storage.read_uri(uri).decode())
     except json.JSONDecodeError as exc:
         raise StoreError(f"{uri}: not valid JSON ({exc})") from exc
     except Exception as exc:
@@ -43,10 +33,7 @@ def read_json(uri: str) -> dict[str, Any]:
 
 def write_bytes(uri: str, data: bytes) -> None:
     """Write a sweep file atomically; sweep files are derived data, a rewrite replaces the old."""
-    from diod_ray.data.storage import atomic_write_bytes
-
-    fs, path = _fs(uri)
-    atomic_write_bytes(fs, path, data, uri, overwrite=True)
+    storage.write_uri(uri, data, overwrite=True)
 
 
 def write_json(uri: str, data: dict[str, Any]) -> None:

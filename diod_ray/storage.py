@@ -1,5 +1,9 @@
 """Storage is a URI: a local path (``~`` expanded, optional ``file://``) or ``s3://bucket/prefix``.
 
+This module is the only code that knows what ``s3://`` means (tests/test_layout.py checks it):
+filesystems, run directories, reading and writing bytes / JSON, atomic writes, directory upload,
+and the ``(storage_path, storage_filesystem)`` pair Ray Train and Tune take.
+
 S3 endpoint and region come from ``data.s3_endpoint_url`` / ``data.s3_region`` or the standard AWS
 environment variables (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``,
 ``AWS_DEFAULT_REGION``). Credentials are never configured here: pyarrow's S3 client takes them
@@ -17,6 +21,7 @@ atomic one level up (see ``shards.py``: temporary prefix, then a manifest writte
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import posixpath
 import uuid
@@ -28,11 +33,13 @@ import pyarrow.fs as pafs
 from diod_ray.data.errors import DataError, StorageError
 
 if TYPE_CHECKING:
-    from diod_ray.config import DataConfig
+    from diod_ray.config import Config, DataConfig
+
+S3 = "s3://"
 
 
 def is_s3(uri: str) -> bool:
-    return uri.startswith("s3://")
+    return uri.startswith(S3)
 
 
 def s3_endpoint(data_cfg: DataConfig | None = None) -> str:
@@ -86,7 +93,7 @@ def filesystem_for(uri: str, data_cfg: DataConfig | None = None) -> tuple[pafs.F
     if not uri:
         raise DataError("empty storage URI", expected="a local path or s3://bucket/prefix")
     if is_s3(uri):
-        raw = uri[len("s3://") :]
+        raw = uri[len(S3) :]
         path = raw.strip("/")
         if not path or raw.startswith("/"):
             raise DataError("no bucket in S3 URI", uri=uri, expected="s3://bucket/prefix")
@@ -104,10 +111,6 @@ def filesystem_for(uri: str, data_cfg: DataConfig | None = None) -> tuple[pafs.F
 def join(base: str, *parts: str) -> str:
     """Join a URI or filesystem path with sub-paths using ``/``."""
     return posixpath.join(base.rstrip("/"), *parts)
-
-
-def uri_join(uri: str, *parts: str) -> str:
-    return join(uri.rstrip("/"), *parts)
 
 
 def _explain(exc: BaseException) -> str:
@@ -198,3 +201,80 @@ def atomic_write_bytes(
         else:
             with fs.open_output_stream(path) as f:
                 f.write(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Whole-URI helpers: one call, no filesystem handling at the call site
+# --------------------------------------------------------------------------------------------
+
+
+def normalise_uri(uri: str) -> str:
+    """Expand ``~`` and make local paths absolute; ``s3://`` URIs lose a trailing ``/`` only."""
+    if is_s3(uri):
+        return uri.rstrip("/")
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def run_uri(cfg: Config) -> str:
+    """The run directory ``<run.storage_path>/<run.name>``: ``(storage_path, name)`` identify a run."""
+    return f"{normalise_uri(cfg.run.storage_path)}/{cfg.run.name}"
+
+
+def uri_of(path: str, fs: pafs.FileSystem | None) -> str:
+    """The URI of ``path`` on ``fs`` (e.g. a Ray ``Checkpoint``'s ``path`` and ``filesystem``)."""
+    if isinstance(fs, pafs.S3FileSystem):
+        return S3 + path.lstrip("/")
+    return path
+
+
+def ray_storage(uri: str, data_cfg: DataConfig | None = None) -> tuple[str, pafs.FileSystem | None]:
+    """``(storage_path, storage_filesystem)`` for ``ray.train.RunConfig`` / ``ray.tune.RunConfig``:
+    an S3 URI becomes ``("bucket/prefix", S3FileSystem)`` (endpoint from config or environment,
+    credentials from the AWS chain, see above); a local path is created and passed as is."""
+    uri = normalise_uri(uri)
+    if is_s3(uri):
+        fs, path = filesystem_for(uri, data_cfg)
+        return path, fs
+    os.makedirs(uri, exist_ok=True)
+    return uri, None
+
+
+def uri_exists(uri: str, data_cfg: DataConfig | None = None) -> bool:
+    fs, path = filesystem_for(uri, data_cfg)
+    return exists(fs, path)
+
+
+def read_uri(uri: str, data_cfg: DataConfig | None = None) -> bytes:
+    """The bytes of the file at ``uri``; a missing or unreadable file raises :class:`StorageError`."""
+    fs, path = filesystem_for(uri, data_cfg)
+    return read_bytes(fs, path, uri)
+
+
+def write_uri(
+    uri: str, data: bytes, data_cfg: DataConfig | None = None, overwrite: bool = True
+) -> None:
+    """Write ``data`` to ``uri`` atomically (see :func:`atomic_write_bytes`)."""
+    fs, path = filesystem_for(uri, data_cfg)
+    atomic_write_bytes(fs, path, data, uri, overwrite=overwrite)
+
+
+def read_json(uri: str, data_cfg: DataConfig | None = None) -> Any:
+    """Parse the JSON file at ``uri``; invalid JSON raises :class:`StorageError` naming it."""
+    data = read_uri(uri, data_cfg)
+    try:
+        return json.loads(data.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StorageError(f"not valid JSON ({exc})", uri=uri) from exc
+
+
+def write_json(uri: str, value: Any, data_cfg: DataConfig | None = None, **dumps: Any) -> None:
+    """Strict JSON (``allow_nan=False`` unless the caller says otherwise), written atomically."""
+    dumps.setdefault("allow_nan", False)
+    write_uri(uri, json.dumps(value, **dumps).encode(), data_cfg)
+
+
+def upload_directory(local_dir: str, uri: str, cfg: Config | None = None) -> None:
+    """Copy a local directory's files to ``uri`` (local path or s3://), replacing same names."""
+    fs, path = filesystem_for(uri, cfg.data if cfg is not None else None)
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(local_dir, path, destination_filesystem=fs)

@@ -1,0 +1,43 @@
+"""Writing a sweep's report files (table.md, trials.csv, cells.csv, <kind>.png) from its stored
+results: the Markdown of :mod:`.report` and :mod:`.tables`, the plots of :mod:`.plots`."""
+
+from __future__ import annotations
+
+from diod_ray.sweeps import plots
+from diod_ray.sweeps.report import (
+    CELLS_FILE,
+    CSV_FILE,
+    SWEEP_FILE,
+    TABLE_FILE,
+    ReportError,
+    ablations_markdown,
+    alpha_burnin_markdown,
+    load_sweep,
+)
+from diod_ray.sweeps.store import join, write_bytes
+from diod_ray.sweeps.tables import cells_csv, threshold_markdown, trials_csv
+
+
+def write_report(root: str) -> dict[str, str]:
+    """(Re)write table.md, trials.csv and <kind>.png of the sweep at ``root``; returns their URIs."""
+    meta, stages = load_sweep(root)
+    kind = meta["kind"]
+    if kind not in ("alpha_burnin", "ablations", "threshold_p"):
+        raise ReportError(f"{join(root, SWEEP_FILE)}: unknown kind {kind!r}")
+    renderers = {
+        "alpha_burnin": (alpha_burnin_markdown, plots.alpha_burnin_plot),
+        "ablations": (ablations_markdown, plots.ablations_plot),
+        "threshold_p": (threshold_markdown, plots.threshold_plot),
+    }
+    to_md, to_png = renderers[kind]
+    out = {
+        "table": join(root, TABLE_FILE),
+        "csv": join(root, CSV_FILE),
+        "cells": join(root, CELLS_FILE),
+        "plot": join(root, f"{kind}.png"),
+    }
+    write_bytes(out["table"], (to_md(meta, stages) + "\n").encode())
+    write_bytes(out["csv"], trials_csv(stages).encode())
+    write_bytes(out["cells"], cells_csv(meta, stages).encode())
+    write_bytes(out["plot"], to_png(meta, stages))
+    return out

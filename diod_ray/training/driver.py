@@ -1,0 +1,189 @@
+"""The trainer driver: config -> TorchTrainer -> fit -> summary (``summary.json`` in the run).
+
+:func:`run` prepares the data (generating the synthetic shards if asked), joins or starts Ray
+(:func:`ensure_ray`), fits, and writes the summary; ``python -m diod_ray.train`` is its CLI. A run
+is ``(run.storage_path, run.name)``: running the same command again resumes it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from diod_ray import storage
+from diod_ray.config import Config, to_dict
+from diod_ray.storage import run_uri
+
+SUMMARY_FILE = "summary.json"
+METRIC_NAMES = (
+    "fg_ari",
+    "all_ari",
+    "f1",
+    "precision",
+    "recall",
+    "static_recall",
+    "moving_recall",
+    "mbo",
+)
+
+
+def steps_per_epoch(cfg: Config) -> int:
+    """``schedule.steps_per_epoch``, or the train split's clips over the global batch size
+    (``data.batch_size`` is global: one optimiser step sees that many clips in all)."""
+    if cfg.schedule.steps_per_epoch > 0:
+        return cfg.schedule.steps_per_epoch
+    from diod_ray.data.shards import count_clips
+
+    clips = count_clips(cfg.data.uri, cfg.data.train_split, cfg.data)
+    return max(1, clips // cfg.data.batch_size)
+
+
+def build_trainer(cfg: Config, *, callbacks=()):
+    """The TorchTrainer of a run: DDP over ``run.num_workers`` (0 = in-process local mode)."""
+    import ray.train
+    from ray.data import ExecutionOptions
+    from ray.train.torch import TorchTrainer
+
+    from diod_ray.data.pipeline import eval_dataset, train_index
+    from diod_ray.training.loop import train_loop_per_worker
+
+    storage_path, storage_fs = storage.ray_storage(cfg.run.storage_path, cfg.data)
+    # the train split is checked here (bad shards fail in the driver, file named), but each
+    # worker builds its own ordered Dataset per epoch (loop._iter_batches): a deterministic
+    # stream of (data seed, epoch, rank) instead of one streaming_split of one Dataset
+    train_index(cfg)
+    datasets = {}
+    if cfg.run.evaluate_at_end:
+        datasets["test"] = eval_dataset(cfg, cfg.data.test_split)
+    if cfg.run.val_every_epochs > 0:  # val/* per epoch: the val split, else test (said once)
+        from diod_ray.data.splits import resolve_val_split
+
+        datasets["val"] = eval_dataset(cfg, resolve_val_split(cfg))
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": to_dict(cfg), "steps_per_epoch": steps_per_epoch(cfg)},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.run.num_workers,
+            use_gpu=cfg.run.use_gpu,
+            resources_per_worker={"CPU": cfg.run.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=cfg.run.name,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.num_to_keep),
+            callbacks=list(callbacks),
+            logging_config=ray.train.LoggingConfig(log_level=cfg.run.ray_train_log_level),
+        ),
+        datasets=datasets,
+        # eval datasets unsplit and in stored order: the same batches, the same metric sums
+        dataset_config=ray.train.DataConfig(
+            datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)
+        ),
+    )
+
+
+def ensure_ray() -> None:
+    """Join the cluster named by RAY_ADDRESS (set by ``ray job submit``; ``RAY_ADDRESS=auto``
+    joins one started with ``ray start``), else start a fresh local Ray for this process.
+
+    Without RAY_ADDRESS, ``ray.init()`` would try the address recorded in
+    /tmp/ray/ray_current_cluster, which after a crash points at a dead cluster and hangs."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    ray.init(address=address or "local", log_to_driver=True)
+
+
+def summarise(cfg: Config, result) -> dict[str, Any]:
+    metrics = dict(result.metrics or {})
+    ckpt = result.checkpoint
+    checkpoint = storage.uri_of(ckpt.path, ckpt.filesystem) if ckpt is not None else None
+    out: dict[str, Any] = {"run": cfg.run.name}
+    for phase in ("burn_in", "final"):
+        # an evaluated phase lists every metric; one that could not be computed (no moving
+        # flags: static/moving recall; no prediction: precision) is null, never NaN
+        measured = any(f"{phase}/{k}" in metrics for k in METRIC_NAMES)
+        out[phase] = (
+            {k: _finite(metrics.get(f"{phase}/{k}")) for k in METRIC_NAMES} if measured else {}
+        )
+    out.update(
+        {
+            "steps": metrics.get("step"),
+            "resumed_from_step": metrics.get("resumed_from_step", -1),
+            "epochs": metrics.get("epoch"),
+            "run_dir": run_uri(cfg),
+            "checkpoint": checkpoint,
+            "tensorboard": f"tensorboard --logdir {run_uri(cfg)}/tensorboard",
+        }
+    )
+    if metrics.get("burn_in_kept"):
+        from diod_ray.training.state import burn_in_end_uri
+
+        out["burn_in_checkpoint"] = burn_in_end_uri(cfg)
+    if cfg.schedule.distill_epochs > 0:
+        out["teacher"] = teacher_summary(cfg, metrics)
+    return out
+
+
+def teacher_summary(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The "teacher" object of the final JSON line (docs/teacher.md): its EMA horizon, the last
+    distillation epoch's activity on training batches (``teacher/*``), and its GT-based
+    pseudo-label diagnostics at the end of burn-in and at the end (``burn_in/teacher_*``,
+    ``final/teacher_*``). NaN (nothing to rate) is written as null."""
+    from diod_ray.teacher import half_life, keep_rate
+
+    keep = keep_rate(cfg)
+    out: dict[str, Any] = {
+        "score_source": cfg.distill.score_source,
+        "p": cfg.distill.p,
+        "ema_keep_rate": keep,
+        "ema_half_life_steps": _finite(half_life(keep)),
+    }
+    out.update(
+        {k[len("teacher/") :]: _finite(v) for k, v in metrics.items() if k.startswith("teacher/")}
+    )
+    for phase in ("burn_in", "final"):
+        key = f"{phase}/teacher_"
+        part = {k[len(key) :]: _finite(v) for k, v in metrics.items() if k.startswith(key)}
+        if part:
+            out[phase] = part
+    return out
+
+
+def _finite(v: Any) -> Any:
+    return v if not isinstance(v, float) or math.isfinite(v) else None
+
+
+def write_summary(cfg: Config, summary: dict[str, Any]) -> None:
+    """``<run>/summary.json``, written atomically (local or S3, :mod:`diod_ray.storage`)."""
+    storage.write_json(f"{run_uri(cfg)}/{SUMMARY_FILE}", summary, cfg.data, indent=2)
+
+
+def fit(cfg: Config):
+    """``trainer.fit()``: Ray's FailureConfig (``run.max_failures``) restarts a failed worker
+    group from the run's last checkpoint; the result's error, if any, is raised."""
+    result = build_trainer(cfg).fit()
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
+    """Prepare data, fit, evaluate; return the summary (also written to the run directory)."""
+    if cfg.data.generate_if_missing:
+        from diod_ray.data.generate import ensure_synthetic
+
+        ensure_synthetic(cfg, progress=progress)
+    ensure_ray()
+    from diod_ray.training.console import quiet_ray_data_console
+
+    quiet_ray_data_console()  # the driver checks the shards with Ray Data before the fit
+    result = fit(cfg)
+    summary = summarise(cfg, result)
+    write_summary(cfg, summary)
+    return summary

@@ -1,0 +1,83 @@
+"""Evaluation inside a run: every rank evaluates its share of the unsplit eval dataset and the
+counters are summed over the ranks (:func:`diod_ray.evaluation.evaluate_model` with
+``all_reduce``), so the numbers are the ones one process would compute (docs/metrics.md)."""
+
+from __future__ import annotations
+
+import itertools
+
+import ray.train
+import torch
+
+from diod_ray.teacher import unwrap
+from diod_ray.training.state import TrainState
+
+
+def rank_eval_batches(ts: TrainState, shard, max_clips: int = 0):
+    """This rank's share of an evaluation pass: the pass (all clips, or the first ``max_clips``)
+    cut into batches of ``run.eval_batch_size``, batch ``i`` evaluated by rank ``i % world``.
+
+    The eval datasets are unsplit and read in stored order (train.build_trainer), so every rank
+    sees the same batches and the shares are disjoint and complete; the counters are summed over
+    the ranks afterwards (``all_reduce``), giving the numbers one process would."""
+    from diod_ray.data.pipeline import iter_eval_batches
+
+    cfg = ts.cfg
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    batches = iter_eval_batches(shard, cfg, cfg.run.eval_batch_size, ts.device)
+    if max_clips > 0:
+        batches = itertools.islice(batches, max(1, max_clips // cfg.run.eval_batch_size))
+    return itertools.islice(batches, rank, None, world)
+
+
+def sync_buffers_from_rank0(model: torch.nn.Module) -> None:
+    """Every rank takes rank 0's buffers (BatchNorm running statistics) before it evaluates its
+    share. DDP broadcasts them at the start of each training forward, then every rank updates its
+    own copy on its own batch, so after a step the ranks' statistics differ; the checkpoint holds
+    rank 0's, and so must every rank's share of the evaluation. No-op outside DDP."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for buf in model.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
+def evaluate_in_run(ts: TrainState, max_clips: int = 0, dataset: str = "test") -> dict[str, float]:
+    """Metrics of the configured weights on ``dataset`` ("test", or "val": data.val_split, built
+    by train.build_trainer) - all of it, or its first ``max_clips`` clips. Every rank calls it and
+    evaluates its share (:func:`rank_eval_batches`); all ranks return the combined numbers."""
+    from diod_ray.evaluation import evaluate_model
+
+    cfg = ts.cfg
+    shard = ray.train.get_dataset_shard(dataset)
+    model = unwrap(ts.student)
+    if cfg.run.eval_weights == "teacher" and ts.teacher is not None:
+        model = ts.teacher.model
+    sync_buffers_from_rank0(model)
+    if ts.teacher is not None:
+        sync_buffers_from_rank0(ts.teacher.model)
+    was_training = model.training
+    summary = evaluate_model(
+        model,
+        rank_eval_batches(ts, shard, max_clips),
+        cfg,
+        cfg.run.eval_protocol,
+        all_reduce=True,
+    )
+    model.train(was_training)
+    if ts.teacher is not None:
+        summary.update(teacher_eval_summary(ts, shard, max_clips))
+    return summary
+
+
+def teacher_eval_summary(ts: TrainState, shard, max_clips: int = 0) -> dict[str, float]:
+    """The teacher's pseudo-labels on the evaluation shard's clips with GT, as ``teacher_*`` keys:
+    kept per frame, frames with a kept candidate, motion masks kept, precision, static cover
+    (diod_ray/teacher_diagnostics.py, docs/teacher.md); each rank its share, summed."""
+    from diod_ray.teacher_diagnostics import evaluate_teacher
+
+    batches = rank_eval_batches(ts, shard, max_clips)
+    summary = evaluate_teacher(ts.teacher, batches, ts.cfg, all_reduce=True)
+    return {f"teacher_{k}": v for k, v in summary.items()}
