@@ -6,7 +6,7 @@ background), 12 moving objects per frame (motion ids at the 480 x 968 input reso
 AND its backward pass to the attention / reconstruction (what a training step pays).
 
 * ``reference_loop``: written like the reference's ``computeWBCE`` + NLL + reg + MSE
-  (reference-implementation.md §3): nearest downsampling + one-hot with n_obj = max id of the
+  (docs/reference-notes.md §3): nearest downsampling + one-hot with n_obj = max id of the
   batch; per (clip, frame) a ``.cpu().numpy()`` copy, numpy log and two CPU matmuls for the
   [44 x n_obj] cost, ``linear_sum_assignment``; then a Python loop over the matched pairs, each
   a full-frame torch BCE; reference normalisation.

@@ -3,13 +3,13 @@
 Workload: 8 clips x 5 frames at the TRI-PD attention grid (45 slots, 120 x 242). The attention maps
 are softmaxes of Gaussian blobs (about 2 per slot, radius 3-8 grid pixels) plus smooth noise, so
 nearly every slot wins pixels in every frame (about 39 labels per frame; the reference
-measurement in reference-implementation.md §8 saw 1,759 label calls for 40 frames) and the
+measurement in docs/reference-notes.md §8 saw 1,759 label calls for 40 frames) and the
 one-to-many connection has many connected components (~3,500). W_fg = 1 - attention of the
 background slot.
 
 Timed, each as best-of-repeats wall time and process CPU time:
 
-* ``reference_labels``: a re-creation of the reference's steps 1-3 (reference-implementation.md
+* ``reference_labels``: a re-creation of the reference's steps 1-3 (docs/reference-notes.md
   §3 "Teacher pseudo-labels"): argmax, then per frame, per label ``scipy.ndimage.label``; fresh ids
   for confident split-off components; size filter and renumbering with ``np.unique``; then the
   confidence (mean W_fg) of each pseudo-label and its filter (the reference does that in

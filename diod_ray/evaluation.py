@@ -202,7 +202,7 @@ def resolve_device(name: str) -> torch.device:
 def load_for_inference(uri: str, weights: str | None, device: torch.device):
     """(model in eval mode, Config, which weights): ``weights`` or else the checkpoint's own
     ``run.eval_weights`` (student unless the run says teacher; read once in the common case)."""
-    from diod_ray.training.state import load_model
+    from diod_ray.checkpoint import load_model
 
     model, cfg = load_model(uri, which=weights or "student", device=device)
     which = weights or cfg.run.eval_weights

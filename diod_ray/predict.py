@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     _check_out_dir(out, args.overwrite)
     device = resolve_device(args.device)
 
+    from diod_ray.checkpoint import CheckpointError
     from diod_ray.data.video_io import read_frames, write_video
-    from diod_ray.training.state import CheckpointError
     from diod_ray.viz import contact_sheet, example_grid, slot_overlay, write_png
 
     try:

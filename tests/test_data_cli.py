@@ -170,10 +170,10 @@ def test_fg_coverage_counts_hand_built_maps():
 def test_inspect_with_checkpoint_reports_fg_coverage(tmp_path, capsys):
     import torch
 
+    from diod_ray.checkpoint import save_checkpoint
     from diod_ray.config import load_preset, to_dict
     from diod_ray.metrics import downsample_nearest
     from diod_ray.model import build_model
-    from diod_ray.training.state import save_checkpoint
 
     uri = str(tmp_path / "ds")
     argv = ["generate", "--preset", "smoke", "--split", "val", "--out", uri, "--no-progress"]

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from diod_ray.checkpoint import load_state
 from diod_ray.config import apply_overrides, load_preset
-from diod_ray.training.state import load_state
 
 
 @pytest.fixture(scope="module")

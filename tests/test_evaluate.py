@@ -21,8 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """Smoke-preset test shards (real generator, real optical flow) and a saved checkpoint."""
+    from diod_ray.checkpoint import save_checkpoint
     from diod_ray.data.generate import generate_split
-    from diod_ray.training.state import save_checkpoint
 
     root = tmp_path_factory.mktemp("eval")
     cfg = load_preset("smoke")

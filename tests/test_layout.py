@@ -14,7 +14,7 @@ PACKAGE = ROOT / "diod_ray"
 # ("Modules over 400 lines").
 MAX_LINES = 400
 LONG_MODULES = {
-    "diod_ray/data/shards.py": "one format: schema checks, writer and reader of a split",
+    "diod_ray/data/shards.py": "one format: row checks, part writer, manifest, reader",
 }
 # Where Ray may be imported: Ray Train, the Ray Data pipeline, Ray Tune.
 RAY_ALLOWED = ("diod_ray/training/", "diod_ray/data/pipeline.py", "diod_ray/sweeps/")
@@ -66,7 +66,9 @@ def _imports(name: str, path: Path) -> set[str]:
                 pkg = pkg[: len(pkg) - (node.level - 1)]
                 base = ".".join([*pkg, base] if base else pkg)
             # `from pkg import mod` imports the module pkg.mod; `from mod import name` imports mod
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
+            ]
         else:
             continue
         for t in targets:
@@ -148,7 +150,9 @@ def test_no_module_over_400_lines_without_a_stated_reason():
     assert not stale, f"allowed long modules that are no longer long (drop them): {stale}"
     doc = (ROOT / "docs" / "architecture.md").read_text()
     for f in LONG_MODULES:
-        assert f in doc, f"{f} is allowed over {MAX_LINES} lines but docs/architecture.md says not why"
+        assert f in doc, (
+            f"{f} is allowed over {MAX_LINES} lines but docs/architecture.md says not why"
+        )
 
 
 def test_only_the_storage_module_knows_what_s3_means():
@@ -161,3 +165,24 @@ def test_only_the_storage_module_knows_what_s3_means():
     assert users == [] or users == [STORAGE_MODULE], users
     # the storage module itself spells it through its S3 constant
     assert (ROOT / STORAGE_MODULE).read_text().count('S3 = "s3://"') == 1
+
+
+def test_library_modules_reach_neither_ray_nor_training():
+    """Reading a checkpoint, evaluating, predicting and the method itself work without Ray: no
+    chain of imports (lazy ones included) from them reaches training/, sweeps/ or the pipeline."""
+    graph = _graph()
+    for root in (
+        "diod_ray.checkpoint",
+        "diod_ray.evaluation",
+        "diod_ray.predict",
+        "diod_ray.model",
+        "diod_ray.objectives",
+    ):
+        seen, todo = set(), [root]
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph[m])
+        bad = sorted(m for m in seen if _rel(MODULES[m]).startswith(RAY_ALLOWED))
+        assert not bad, f"{root} reaches {bad}"

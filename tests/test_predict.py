@@ -18,9 +18,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    from diod_ray.checkpoint import save_checkpoint
     from diod_ray.data.synthetic import generate_video
     from diod_ray.data.video_io import write_video
-    from diod_ray.training.state import save_checkpoint
 
     root = tmp_path_factory.mktemp("predict")
     cfg = load_preset("smoke")

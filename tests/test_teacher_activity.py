@@ -211,9 +211,9 @@ def test_after_a_short_burn_in_distillation_keeps_candidates(one_torch_thread):
 def test_run_reports_teacher_and_keeps_burn_in(ray_session, tmp_path_factory, tmp_path):
     """The default job's plumbing on the smoke preset: the end-of-burn-in checkpoint survives
     num_to_keep, and the final JSON line carries the teacher object."""
+    from diod_ray.checkpoint import load_state
     from diod_ray.data.generate import ensure_synthetic
     from diod_ray.train import run
-    from diod_ray.training.state import load_state
 
     data = str(tmp_path_factory.mktemp("smoke-teacher"))
     cfg = apply_overrides(

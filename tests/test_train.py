@@ -20,8 +20,8 @@ import pytest
 import torch
 from ray.train import TrainingFailedError
 
+from diod_ray.checkpoint import STATE_FILE, load_state
 from diod_ray.config import apply_overrides, load_preset
-from diod_ray.training.state import STATE_FILE, load_state
 
 REPO = Path(__file__).resolve().parents[1]
 

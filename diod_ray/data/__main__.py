@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
             bad_checkpoint: tuple = ()  # torch is imported only when a checkpoint is given
             if args.checkpoint:
-                from diod_ray.training.state import CheckpointError
+                from diod_ray.checkpoint import CheckpointError
 
                 bad_checkpoint = (CheckpointError,)
             try:

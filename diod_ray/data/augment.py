@@ -4,7 +4,7 @@ One geometry per clip (random resized crop with probability ``crop_p``, horizont
 ``flip_p``) is applied identically to every frame and to the motion masks (nearest). The weak
 view (teacher) is that geometry only; the strong view (student) adds colour jitter, grayscale and
 solarize, each drawn once per clip and applied identically to all of its frames. Reference
-values: reference-implementation.md §4 (crop p=0.4, scale [0.75, 1], flip p=0.4; jitter
+values: docs/reference-notes.md §4 (crop p=0.4, scale [0.75, 1], flip p=0.4; jitter
 0.4/0.4/0.4/0.1 with p=0.8, grayscale p=0.2, solarize threshold 0.5 with p=0.2).
 """
 

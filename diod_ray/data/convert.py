@@ -1,4 +1,4 @@
-"""Convert the paper datasets (reference-implementation.md §5) and plain video folders to shards.
+"""Convert the paper datasets (docs/reference-notes.md §5) and plain video folders to shards.
 
 Layouts (``--layout``):
 

@@ -1,5 +1,5 @@
 """Instance-id masks of the converters: reading PNGs, KITTI's instance encoding, id relabelling
-(``diod_ray.data.convert``; reference-implementation conventions in docs/data.md)."""
+(``diod_ray.data.convert``; the authors' conventions in docs/data.md and docs/reference-notes.md §5)."""
 
 from __future__ import annotations
 

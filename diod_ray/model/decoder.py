@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-# (kernel, stride, padding) per layer, reference-implementation.md §2 "Decoder"
+# (kernel, stride, padding) per layer, docs/reference-notes.md §2 "Decoder"
 LAYERS = ((4, 2, 1), (5, 1, 2), (5, 1, 2), (4, 2, 1), (5, 1, 2), (3, 1, 1))
 
 

@@ -2,7 +2,7 @@
 
 The reference builds one [45 x n_obj] cost matrix per (clip, frame) in a Python loop with numpy
 on the CPU. Here the cost of the whole batch is two batched products on the model's device
-(reference-implementation.md §3 "Hungarian matching"); only the small [S, n_valid] matrices go
+(docs/reference-notes.md §3 "Hungarian matching"); only the small [S, n_valid] matrices go
 to ``scipy.optimize.linear_sum_assignment``, and padded / empty objects take no part (the
 reference lets empty GT columns compete for slots).
 """
@@ -57,7 +57,7 @@ def assign(scores: np.ndarray, valid: np.ndarray, exclude_slot: int | None = Non
 def match_slots(
     probs: Tensor, targets: Tensor, valid: Tensor, *, exclude_slot: int | None = None
 ) -> Tensor:
-    """Hungarian matching of targets to slots (reference-implementation.md §3).
+    """Hungarian matching of targets to slots (docs/reference-notes.md §3).
 
     ``probs`` [N, S, P] squashed attention of the S candidate slots, ``targets`` [N, O, P]
     binary masks, ``valid`` bool [N, O]. Either the caller removes the background slot from
