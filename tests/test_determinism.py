@@ -20,13 +20,10 @@ from diod_ray.checkpoint import load_state
 from diod_ray.config import apply_overrides, load_preset
 
 
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory):
-    from diod_ray.data.generate import ensure_synthetic
-
-    uri = str(tmp_path_factory.mktemp("det-data"))
-    ensure_synthetic(apply_overrides(load_preset("smoke"), {"data.uri": uri}), progress=False)
-    return uri
+@pytest.fixture()
+def smoke_data(smoke_shards):
+    """The session's smoke shards (tests/conftest.py)."""
+    return smoke_shards
 
 
 def _cfg(data: str, storage: Path, name: str, **overrides):

@@ -9,7 +9,6 @@ import torch
 
 from diod_ray.config import AugmentConfig, load_config
 from diod_ray.data import augment, order, pipeline, shards
-from diod_ray.data.generate import ensure_synthetic
 
 # ------------------------------------------------------------------------------------------
 # augmentation, no Ray
@@ -96,12 +95,10 @@ def test_colour_jitter_matches_torchvision_brightness_and_grayscale():
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def smoke_cfg(tmp_path_factory):
-    uri = str(tmp_path_factory.mktemp("smoke-data") / "ds")
-    cfg = load_config("smoke", sets=[f"data.uri={uri}"])
-    ensure_synthetic(cfg, progress=False)
-    return cfg
+@pytest.fixture()
+def smoke_cfg(smoke_shards):
+    """The smoke preset over the session's smoke shards (tests/conftest.py)."""
+    return load_config("smoke", sets=[f"data.uri={smoke_shards}"])
 
 
 def test_map_functions_without_ray(smoke_cfg):

@@ -208,14 +208,13 @@ def test_after_a_short_burn_in_distillation_keeps_candidates(one_torch_thread):
 
 
 @pytest.mark.slow  # a whole Ray Train run (local mode, Ray Data): ~1 min on a quiet 2-core box
-def test_run_reports_teacher_and_keeps_burn_in(ray_session, tmp_path_factory, tmp_path):
+def test_run_reports_teacher_and_keeps_burn_in(ray_session, smoke_shards, tmp_path):
     """The default job's plumbing on the smoke preset: the end-of-burn-in checkpoint survives
     num_to_keep, and the final JSON line carries the teacher object."""
     from diod_ray.checkpoint import load_state
-    from diod_ray.data.generate import ensure_synthetic
     from diod_ray.train import run
 
-    data = str(tmp_path_factory.mktemp("smoke-teacher"))
+    data = smoke_shards
     cfg = apply_overrides(
         load_preset("smoke"),
         {
@@ -226,7 +225,6 @@ def test_run_reports_teacher_and_keeps_burn_in(ray_session, tmp_path_factory, tm
             "run.image_every_steps": 0,
         },
     )
-    ensure_synthetic(cfg, progress=False)
     summary = run(cfg, progress=False)
     json.dumps(summary, allow_nan=False)  # strict JSON: NaN written as null
     kept = load_state(summary["burn_in_checkpoint"])

@@ -26,14 +26,10 @@ from diod_ray.config import apply_overrides, load_preset
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory):
-    """Synthetic smoke shards, generated once for this module."""
-    from diod_ray.data.generate import ensure_synthetic
-
-    uri = str(tmp_path_factory.mktemp("smoke-data"))
-    ensure_synthetic(apply_overrides(load_preset("smoke"), {"data.uri": uri}), progress=False)
-    return uri
+@pytest.fixture()
+def smoke_data(smoke_shards):
+    """The session's smoke shards (tests/conftest.py)."""
+    return smoke_shards
 
 
 def smoke_cfg(data_uri: str, storage: str, name: str = "run", **overrides):
