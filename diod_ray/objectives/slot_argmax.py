@@ -3,10 +3,9 @@
 The first step of teacher pseudo-labelling (paper §3.3.2) is an argmax over K maps of N frames,
 e.g. 45 maps x 40 frames x 120 x 242 = 52 M floats at the TRI-PD grid. On the GPU
 ``torch.max(dim=1)`` is the right tool. On the CPU it is not: its value-and-index reduction over a
-non-innermost dimension runs a scalar loop (84 ms for that workload on one core of the
-development VM, where ``amax`` alone takes 19 ms). A single pass that walks the K maps of one frame
-in order and keeps a running maximum and its slot, with the per-frame running arrays (29 k values)
-staying in the L2 cache, reads the 209 MB once and takes 23 ms. It is compiled with numba (a
+non-innermost dimension runs a scalar loop. A single pass that walks the K maps of one frame in
+order and keeps a running maximum and its slot, with the per-frame running arrays staying in the
+L2 cache, reads the maps once (timings in docs/perf/distill.md). It is compiled with numba (a
 maintained JIT for exactly such loops; no C extension to build or ship).
 
 Semantics are those of ``torch.max(dim=1)`` on finite input: the first slot wins ties (strict
