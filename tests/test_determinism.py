@@ -20,7 +20,7 @@ from diod_ray.checkpoint import load_state
 from diod_ray.config import apply_overrides, load_preset
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def smoke_data(smoke_shards):
     """The session's smoke shards (tests/conftest.py)."""
     return smoke_shards

@@ -26,7 +26,7 @@ from diod_ray.config import apply_overrides, load_preset
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def smoke_data(smoke_shards):
     """The session's smoke shards (tests/conftest.py)."""
     return smoke_shards
