@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
 from diod_ray.training.console import (
+    QUIET_CONFIG,
     EpochLine,
     format_duration,
     quiet_ray_data_console,
@@ -59,12 +61,14 @@ def test_epoch_line_eta_counts_only_steps_of_this_process():
 
 def test_epoch_line_skips_missing_and_nan_values():
     line = EpochLine("r", total_epochs=2, total_steps=4, start_step=0)
-    text = line.format(phase="burn-in", epoch=1, step=2, avg={"loss/total": float("nan")}, val_f1=None)
+    text = line.format(
+        phase="burn-in", epoch=1, step=2, avg={"loss/total": float("nan")}, val_f1=None
+    )
     assert "loss" not in text and "val" not in text and "teacher" not in text
 
 
 def test_quiet_ray_data_console_keeps_file_logs(monkeypatch):
-    monkeypatch.delenv("RAY_DATA_LOGGING_CONFIG", raising=False)
+    monkeypatch.delenv("RAY_DATA_LOGGING_CONFIG", raising=False)  # restored after the test
     monkeypatch.delenv("DIOD_RAY_DATA_CONSOLE", raising=False)
     import ray.data  # noqa: F401 - installs Ray Data's logging configuration
 
@@ -80,6 +84,17 @@ def test_quiet_ray_data_console_keeps_file_logs(monkeypatch):
 
     assert DataContext.get_current().enable_progress_bars is False
     DataContext.get_current().enable_progress_bars = True  # leave the process as it was
+    assert os.environ["RAY_DATA_LOGGING_CONFIG"] == QUIET_CONFIG
+
+
+def test_quiet_logging_config_is_ray_datas_with_a_quiet_console():
+    """The shipped YAML loads, keeps the file handler at DEBUG and the console at WARNING."""
+    import yaml
+
+    cfg = yaml.safe_load(open(QUIET_CONFIG))
+    assert cfg["handlers"]["console"]["level"] == "WARNING"
+    assert cfg["loggers"]["ray.data"]["level"] == "DEBUG"
+    assert set(cfg["loggers"]["ray.data"]["handlers"]) == {"file", "console"}
 
 
 def test_ray_train_path_named_logger_is_filtered_below_the_level():

@@ -252,4 +252,3 @@ def add_set_argument(
 def config_from_args(args: argparse.Namespace) -> Config:
     # `--set a=1 b=2` (several pairs after one --set) and repeated --set are both accepted
     return load_config(args.preset, args.config, list(args.sets or []))
-

@@ -188,5 +188,3 @@ class MetricAccumulator:
             out["ari_skipped_max_id"] = int(s["ari_skipped_max_id"])
             out["ari_dropped_nan"] = int(s["ari_dropped_nan"])
         return out
-
-

@@ -19,6 +19,8 @@ from typing import Any
 
 # set to 1 to keep Ray Data's per-execution INFO blocks on the console (debugging the pipeline)
 VERBOSE_ENV = "DIOD_RAY_DATA_CONSOLE"
+# Ray Data's default logging configuration with the console at WARNING
+QUIET_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_data_logging.yaml")
 
 # the loss terms shown on the line, in this order, with their short names
 _LOSS_NAMES = (
@@ -47,8 +49,14 @@ def quiet_ray_data_console() -> None:
     Ray Data's file handler (DEBUG, ``ray-data.log`` in the Ray session's log directory) is left as
     it is, so everything stays in the log files and the dashboard. A user who brings their own
     ``RAY_DATA_LOGGING_CONFIG``, or sets ``DIOD_RAY_DATA_CONSOLE=1``, keeps Ray's defaults."""
-    if os.environ.get(VERBOSE_ENV) == "1" or os.environ.get("RAY_DATA_LOGGING_CONFIG"):
+    if os.environ.get(VERBOSE_ENV) == "1" or (
+        os.environ.get("RAY_DATA_LOGGING_CONFIG", QUIET_CONFIG) != QUIET_CONFIG
+    ):
         return
+    # Ray Data re-applies its logging configuration in some code paths (a task worker switching
+    # dataset logs): pointing it at the quiet copy keeps the console at WARNING then too, and a
+    # local cluster started after this call inherits the variable in every process
+    os.environ["RAY_DATA_LOGGING_CONFIG"] = QUIET_CONFIG
     from ray.data import DataContext  # importing ray.data installs its logging configuration
 
     DataContext.get_current().enable_progress_bars = False
@@ -173,4 +181,3 @@ class EpochLine:
             f"{format_duration(now - self.t0)} elapsed, eta {format_duration(self.eta_s(step, now))}"
         )
         return " | ".join(parts)
-

@@ -179,10 +179,12 @@ def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
         from diod_ray.data.generate import ensure_synthetic
 
         ensure_synthetic(cfg, progress=progress)
-    ensure_ray()
     from diod_ray.training.console import quiet_ray_data_console
 
-    quiet_ray_data_console()  # the driver checks the shards with Ray Data before the fit
+    # before Ray starts, so a local cluster's processes inherit the quiet Ray Data logging; the
+    # driver checks the shards with Ray Data before the fit
+    quiet_ray_data_console()
+    ensure_ray()
     result = fit(cfg)
     summary = summarise(cfg, result)
     write_summary(cfg, summary)
