@@ -194,7 +194,7 @@ def test_checkpoints_in_s3_resume(ray_session, smoke_data, s3_bucket):
 
 
 def test_tensorboard_reaches_s3_with_each_checkpoint_and_survives_a_failed_attempt(
-    ray_session, smoke_data, s3_bucket, tmp_path
+    ray_session, smoke_data, s3_server, s3_bucket, tmp_path
 ):
     """An s3:// run's event files are uploaded with every checkpoint, not only at the end: a run
     whose worker dies after its first checkpoint (no retries) leaves that attempt's scalars in
@@ -208,7 +208,13 @@ def test_tensorboard_reaches_s3_with_each_checkpoint_and_survives_a_failed_attem
         smoke_data,
         f"s3://{s3_bucket}/runs",
         "tb-live",
-        **{"run.fault_injection_step": 3, "run.max_failures": 0, "run.evaluate_at_end": False},
+        **{
+            "run.fault_injection_step": 3,
+            "run.max_failures": 0,
+            "run.evaluate_at_end": False,
+            # the workers started before the server: they learn its endpoint from the config
+            "data.s3_endpoint_url": s3_server,
+        },
     )
     with pytest.raises(TrainingFailedError):
         build_trainer(cfg).fit()  # dies at step 3, after the step-2 checkpoint
