@@ -73,10 +73,13 @@ def test_quiet_ray_data_console_keeps_file_logs(monkeypatch):
     import ray.data  # noqa: F401 - installs Ray Data's logging configuration
 
     handlers = logging.getLogger("ray.data").handlers
-    files = [h for h in handlers if not isinstance(h, logging.StreamHandler)]
+    def is_console(h):  # logging.FileHandler is a StreamHandler too: not a console
+        return isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+
+    files = [h for h in handlers if not is_console(h)]
     file_levels = [h.level for h in files]
     quiet_ray_data_console()
-    consoles = [h for h in handlers if isinstance(h, logging.StreamHandler)]
+    consoles = [h for h in handlers if is_console(h)]
     assert consoles and files, "ray.data should log to a console and a session file"
     assert all(h.level >= logging.WARNING for h in consoles)
     assert [h.level for h in files] == file_levels  # the log files keep everything

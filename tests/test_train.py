@@ -189,6 +189,50 @@ def test_checkpoints_in_s3_resume(ray_session, smoke_data, s3_bucket):
     assert second["resumed_from_step"] == 4
 
 
+def test_tensorboard_reaches_s3_with_each_checkpoint_and_survives_a_failed_attempt(
+    ray_session, smoke_data, s3_server, s3_bucket, tmp_path
+):
+    """An s3:// run's event files are uploaded with every checkpoint, not only at the end: a run
+    whose worker dies after its first checkpoint (no retries) leaves that attempt's scalars in
+    the bucket, readable by TensorBoard."""
+    import boto3
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from diod_ray.train import build_trainer
+
+    cfg = smoke_cfg(
+        smoke_data,
+        f"s3://{s3_bucket}/runs",
+        "tb-live",
+        **{
+            "run.fault_injection_step": 3,
+            "run.max_failures": 0,
+            "run.evaluate_at_end": False,
+            # the workers started before the server: they learn its endpoint from the config
+            "data.s3_endpoint_url": s3_server,
+        },
+    )
+    with pytest.raises(TrainingFailedError):
+        build_trainer(cfg).fit()  # dies at step 3, after the step-2 checkpoint
+    s3 = boto3.client("s3")
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="runs/tb-live/tensorboard/")[
+            "Contents"
+        ]
+    ]
+    events = [k for k in keys if "tfevents" in k]
+    assert events, keys
+    local = tmp_path / "tb"
+    local.mkdir()
+    for k in events:
+        s3.download_file(s3_bucket, k, str(local / os.path.basename(k)))
+    acc = EventAccumulator(str(local), size_guidance={"images": 0})
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("loss/total")]
+    assert 2 in steps  # the burn-in epoch logged before the checkpoint the upload came with
+
+
 # ------------------------------------------------------------------------------------------
 # multi-process: real worker actors (slow)
 # ------------------------------------------------------------------------------------------
