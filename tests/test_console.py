@@ -73,8 +73,13 @@ def test_quiet_ray_data_console_keeps_file_logs(monkeypatch):
     import ray.data  # noqa: F401 - installs Ray Data's logging configuration
 
     handlers = logging.getLogger("ray.data").handlers
-    def is_console(h):  # logging.FileHandler is a StreamHandler too: not a console
-        return isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+
+    def is_console(h):  # Ray's console handler (pytest may attach capture handlers beside it)
+        return (
+            isinstance(h, logging.StreamHandler)
+            and not isinstance(h, logging.FileHandler)
+            and type(h).__module__.startswith("ray.")
+        )
 
     files = [h for h in handlers if not is_console(h)]
     file_levels = [h.level for h in files]

@@ -237,6 +237,4 @@ def test_one_real_distillation_step():
     s = dict(model.named_parameters())
     for k, p in teacher.model.named_parameters():
         assert p.grad is None
-        torch.testing.assert_close(
-            p, teacher.ema * before[k] + (1 - teacher.ema) * s[k].detach()
-        )
+        torch.testing.assert_close(p, teacher.ema * before[k] + (1 - teacher.ema) * s[k].detach())

@@ -198,7 +198,7 @@ def test_tensorboard_reaches_s3_with_each_checkpoint_and_survives_a_failed_attem
     import boto3
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from diod_ray.train import build_trainer
+    from diod_ray.training.driver import build_trainer
 
     cfg = smoke_cfg(
         smoke_data,

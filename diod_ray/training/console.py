@@ -61,9 +61,12 @@ def quiet_ray_data_console() -> None:
 
     DataContext.get_current().enable_progress_bars = False
     for handler in logging.getLogger("ray.data").handlers:
-        # the console is a StreamHandler; Ray Data's session file handler is a plain Handler
-        is_console = isinstance(handler, logging.StreamHandler) and not isinstance(
-            handler, logging.FileHandler
+        # Ray's console handler (a StreamHandler); its session file handler is a plain Handler,
+        # and handlers others attach (a test runner's capture) are left alone
+        is_console = (
+            isinstance(handler, logging.StreamHandler)
+            and not isinstance(handler, logging.FileHandler)
+            and type(handler).__module__.startswith("ray.")
         )
         if is_console and handler.level < logging.WARNING:
             handler.setLevel(logging.WARNING)

@@ -76,6 +76,11 @@ def build_trainer(cfg: Config, *, callbacks=()):
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.num_to_keep),
             callbacks=list(callbacks),
             logging_config=ray.train.LoggingConfig(log_level=cfg.run.ray_train_log_level),
+            # Train V2 turns print() in workers into a log record AND tees it to stdout where
+            # stdout is wrapped (Ray workers), so each per-epoch line reached the terminal twice
+            # (once on stdout, once through the console log handler on stderr); plain print
+            # reaches the driver once, through Ray's log forwarding
+            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
         ),
         datasets=datasets,
         # eval datasets unsplit and in stored order: the same batches, the same metric sums
