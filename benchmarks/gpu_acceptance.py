@@ -1,7 +1,7 @@
 """GPU acceptance: the figures a first CUDA machine owes this project, as ONE JSON document.
 
     bash benchmarks/gpu_acceptance.sh                 # CUDA if present, else the CPU toy path
-    python benchmarks/gpu_acceptance.py --toy         # the CPU toy path (CI: tests/test_gpu_acceptance.py)
+    python benchmarks/gpu_acceptance.py --toy         # the CPU toy path (CI: tests/platform/test_gpu_acceptance.py)
 
 Sections (each in its own subprocess with its own time limit, so one failure or hang is reported
 in its section and the rest still run; the whole document is due in < 8 minutes on one GPU):

@@ -1,7 +1,7 @@
 """Fail (exit 1) unless this Python environment is what pyproject.toml pins.
 
 Run by cluster/Dockerfile right after ``pip install .``, so an image whose base brought another
-ray, or whose resolver picked another torch, never gets built; tests/test_cluster.py runs it on
+ray, or whose resolver picked another torch, never gets built; tests/platform/test_cluster.py runs it on
 the development environment. Checks the installed ``diod_ray`` distribution's own requirements
 (its metadata is generated from pyproject.toml), the Python version the project is tested on,
 and that the package and its heavy dependencies import.

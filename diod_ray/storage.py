@@ -1,6 +1,6 @@
 """Storage is a URI: a local path (``~`` expanded, optional ``file://``) or ``s3://bucket/prefix``.
 
-This module is the only code that knows what ``s3://`` means (tests/test_layout.py checks it):
+This module is the only code that knows what ``s3://`` means (tests/platform/test_layout.py checks it):
 filesystems, run directories, reading and writing bytes / JSON, atomic writes, directory upload,
 and the ``(storage_path, storage_filesystem)`` pair Ray Train and Tune take.
 

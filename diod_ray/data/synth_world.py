@@ -1,7 +1,7 @@
 """The world of a synthetic clip, shared by version 1 (``synthetic.py``) and version 2
 (``synthetic_v2.py``): the clip record, objects on a world canvas, camera paths, trajectories and
 the crop / warp of the canvas into the frame. Moving code here must not change a single draw
-(tests/test_synthetic.py pins version 1's output).
+(tests/data/test_synthetic.py pins version 1's output).
 """
 
 from __future__ import annotations

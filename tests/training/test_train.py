@@ -23,7 +23,7 @@ from ray.train import TrainingFailedError
 from diod_ray.checkpoint import STATE_FILE, load_state
 from diod_ray.config import apply_overrides, load_preset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

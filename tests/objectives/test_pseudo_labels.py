@@ -204,7 +204,7 @@ def test_both_quirks_background_island_becomes_candidate():
 
 def test_quirk_mode_reproduces_reference_loop():
     """With both quirks and W_fg scores, the kept masks equal the reference-style loop's."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pseudo_labels.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pseudo_labels.py"
     spec = importlib.util.spec_from_file_location("bench_pseudo_labels", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

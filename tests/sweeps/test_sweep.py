@@ -28,7 +28,9 @@ from diod_ray.sweeps.publish import write_report
 from diod_ray.sweeps.report import load_sweep
 from diod_ray.sweeps.store import write_json
 
-SWEEPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sweeps")
+SWEEPS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sweeps"
+)
 
 
 def _script(name: str):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 LAUNCHER = CLUSTER / "aws-gpu.yaml"
 KUBERAY = sorted((CLUSTER / "kuberay").glob("*.yaml"))

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MAX_SCAN_BYTES = 50 * 2**20
 
 # Values that look like credentials but are not: moto's test credentials and placeholders.
