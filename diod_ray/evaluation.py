@@ -70,7 +70,8 @@ def batchnorm_batch_statistics(model: nn.Module) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model.eval()`` for the block, the model's own mode restored after it."""
     was_training = model.training
     model.eval()
     try:
@@ -121,7 +122,7 @@ def evaluate_model(
         if device.type == "cuda" and cfg.run.precision == "bf16"
         else contextlib.nullcontext()
     )
-    mode = batchnorm_batch_statistics(model) if reference else _eval_mode(model)
+    mode = batchnorm_batch_statistics(model) if reference else eval_mode(model)
     acc = MetricAccumulator(protocol)
     n_examples = 0
     used_len = 0  # longest window actually run (a stored clip shorter than L is one window)

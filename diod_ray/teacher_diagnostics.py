@@ -185,18 +185,11 @@ def candidate_gt_counts(
 def _teacher_mode(model: nn.Module, bn_mode: str) -> Iterator[None]:
     """The teacher's forward mode without side effects: eval mode, or (``teacher_bn=train``)
     BatchNorm on batch statistics with its running statistics left unchanged."""
-    if bn_mode == "train":
-        from diod_ray.evaluation import batchnorm_batch_statistics
+    from diod_ray.evaluation import batchnorm_batch_statistics, eval_mode
 
-        with batchnorm_batch_statistics(model):
-            yield
-        return
-    was_training = model.training
-    model.eval()
-    try:
+    mode = batchnorm_batch_statistics(model) if bn_mode == "train" else eval_mode(model)
+    with mode:
         yield
-    finally:
-        model.train(was_training)
 
 
 def evaluate_teacher(

@@ -163,3 +163,27 @@ def _frame0_view(cams, H, W):
 # ------------------------------------------------------------------------------------------
 # styles
 # ------------------------------------------------------------------------------------------
+
+
+def finish_video(
+    rng: np.random.Generator,
+    frames: np.ndarray,
+    gt: np.ndarray,
+    objects: list,
+    camera_motion: bool,
+    video_id: str,
+) -> SyntheticVideo:
+    """Sensor noise on the rendered float frames [T, H, W, 3] (uint8 out) and the per-frame
+    moving flags [T, n_objects + 1] (object k's flag at frame t is whether it moves from t to
+    t + 1; the last frame repeats the last step), shared by both benchmark versions."""
+    T = frames.shape[0]
+    noise = rng.normal(0.0, SENSOR_NOISE_STD, frames.shape).astype(np.float32)
+    frames = np.clip(frames + noise, 0, 255).astype(np.uint8)
+    moving = np.zeros((T, len(objects) + 1), bool)
+    for k, ob in enumerate(objects, start=1):
+        if T > 1:
+            moving[:-1, k] = ob.moves
+            moving[-1, k] = ob.moves[-1]
+    return SyntheticVideo(
+        frames=frames, gt=gt, moving=moving, camera_motion=camera_motion, video_id=video_id
+    )

@@ -28,7 +28,6 @@ from diod_ray.data.synth_draw import (
 from diod_ray.data.synth_world import (
     BG_TEXTURE_AMP,
     REFERENCE_AREA,
-    SENSOR_NOISE_STD,
     SyntheticVideo,
     _camera_path,
     _canvas_box,
@@ -38,6 +37,7 @@ from diod_ray.data.synth_world import (
     _random_direction,
     _trajectory,
     _view,
+    finish_video,
     split_seed,
 )
 
@@ -85,19 +85,8 @@ def generate_video(
         for k, ob in enumerate(objects, start=1):  # list order = depth order (last on top)
             _paste(canvas, ids, ob, t, k)
         frames[t], gt[t] = _view(canvas, ids, cams[t], height, width, camera_motion)
-    noise = rng.normal(0.0, SENSOR_NOISE_STD, frames.shape).astype(np.float32)
-    frames = np.clip(frames + noise, 0, 255).astype(np.uint8)
-    moving = np.zeros((T, n_obj + 1), bool)
-    for k, ob in enumerate(objects, start=1):
-        if T > 1:
-            moving[:-1, k] = ob.moves
-            moving[-1, k] = ob.moves[-1]
-    return SyntheticVideo(
-        frames=frames,
-        gt=gt,
-        moving=moving,
-        camera_motion=camera_motion,
-        video_id=f"synthetic-{cfg.style}-{split}-{index:06d}",
+    return finish_video(
+        rng, frames, gt, objects, camera_motion, f"synthetic-{cfg.style}-{split}-{index:06d}"
     )
 
 

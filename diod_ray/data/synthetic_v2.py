@@ -35,7 +35,6 @@ from diod_ray.config import SyntheticConfig
 from diod_ray.data.synth_draw import _pattern, _shape_mask, _value_noise
 from diod_ray.data.synth_world import (
     REFERENCE_AREA,
-    SENSOR_NOISE_STD,
     SyntheticVideo,
     _camera_path,
     _canvas_box,
@@ -45,6 +44,7 @@ from diod_ray.data.synth_world import (
     _random_direction,
     _trajectory,
     _view,
+    finish_video,
     split_seed,
 )
 
@@ -296,17 +296,6 @@ def generate_video_v2(
             cover = p_alpha > 0
             frames[t][cover] = p_img[cover]
             gt[t][cover] = 0
-    noise = rng.normal(0.0, SENSOR_NOISE_STD, frames.shape).astype(np.float32)
-    frames = np.clip(frames + noise, 0, 255).astype(np.uint8)
-    moving = np.zeros((T, len(objects) + 1), bool)
-    for k, ob in enumerate(objects, start=1):
-        if T > 1:
-            moving[:-1, k] = ob.moves
-            moving[-1, k] = ob.moves[-1]
-    return SyntheticVideo(
-        frames=frames,
-        gt=gt,
-        moving=moving,
-        camera_motion=camera_motion,
-        video_id=f"synthetic-v2-{split}-{index:06d}",
+    return finish_video(
+        rng, frames, gt, objects, camera_motion, f"synthetic-v2-{split}-{index:06d}"
     )
