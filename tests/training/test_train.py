@@ -373,6 +373,20 @@ def test_ray_job_submit_runs_the_smoke_preset(smoke_data, tmp_path):
         assert final, out.stdout[-3000:]
         summary = json.loads(final[-1])
         assert "f1" in summary["final"] and summary["steps"] == 4
+        # what a person following the job sees: one line per epoch, no framework blocks
+        console = out.stdout + out.stderr
+        epoch_lines = [ln for ln in console.splitlines() if "[job] " in ln and " epoch " in ln]
+        assert len(epoch_lines) == 2, epoch_lines  # smoke: 1 burn-in + 1 distillation epoch
+        assert "burn-in epoch 1/2" in epoch_lines[0] and "distill epoch 2/2" in epoch_lines[1]
+        for noise in (
+            "Running Dataset",
+            "logging_progress",
+            "Reporting training result",
+            "Checkpoint successfully created",
+            "Execution plan of Dataset",
+        ):
+            assert noise not in console, noise
+        assert len(console.encode()) < 24_000, console[-3000:]  # before: ~10 KB of it per epoch
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
