@@ -155,7 +155,8 @@ def main() -> None:
         AWS_ENDPOINT_URL=endpoint,
     )
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="diod-bench")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    # a fresh local Ray, never one found through /tmp/ray (another cluster on this host)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False

@@ -91,15 +91,11 @@ def _one_step(preset: str, device: str, batch: int, precision: str, deterministi
     sys.path.insert(0, str(HERE))
     import train_step
 
-    from diod_ray import loop
     from diod_ray.config import apply_overrides, load_preset
+    from diod_ray.training.loop import seed_and_determinism
 
-    cfg = load_preset(preset)
-    if hasattr(cfg.run, "deterministic") and hasattr(loop, "seed_and_determinism"):
-        cfg = apply_overrides(cfg, {"run.deterministic": deterministic == "on"})
-        loop.seed_and_determinism(cfg, torch.device(device), 0)
-    elif deterministic == "on":
-        raise SystemExit("run.deterministic is not available in this checkout")
+    cfg = apply_overrides(load_preset(preset), {"run.deterministic": deterministic == "on"})
+    seed_and_determinism(cfg, torch.device(device), 0)
     steps, warmup = (5, 2) if device.startswith("cuda") else (1, 0)
     r = train_step.measure(preset, device, batch, precision, steps, warmup)
     r["deterministic"] = deterministic == "on"
@@ -138,7 +134,8 @@ def _data(resolution: tuple[int, int], clips: int) -> dict:
     rendered, rates = dt.render(cfg, clips)
     out.update(rates)
     out["decode_augment_one_process_clips_s"] = dt.decode_augment(cfg, rendered)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    # a fresh local Ray, never one found through /tmp/ray (another cluster on this host)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         from ray.data import DataContext
 
