@@ -23,10 +23,10 @@ from diod_ray.config import ConfigError, add_set_argument, apply_overrides, pars
 from diod_ray.evaluation import (
     PROTOCOLS,
     evaluate_model,
-    json_safe,
     load_for_inference,
     resolve_device,
 )
+from diod_ray.storage import json_safe
 
 
 def _safe_name(s: str) -> str:

@@ -17,7 +17,6 @@ protocol). The two protocols (docs/metrics.md):
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -210,14 +209,3 @@ def load_for_inference(uri: str, weights: str | None, device: torch.device):
     if which != (weights or "student"):
         model, cfg = load_model(uri, which=which, device=device)
     return model, cfg, which
-
-
-def json_safe(obj: Any) -> Any:
-    """NaN / inf -> null so the output is strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj

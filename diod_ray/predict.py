@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diod_ray.evaluation import json_safe, load_for_inference, resolve_device, slot_labels
+from diod_ray.evaluation import load_for_inference, resolve_device, slot_labels
+from diod_ray.storage import json_safe
 
 CONTACT_FRAMES = 8
 OUTPUT_FILES = ("overlay.mp4", "contact_sheet.png", "summary.json")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import posixpath
 import uuid
@@ -256,6 +257,18 @@ def write_uri(
     """Write ``data`` to ``uri`` atomically (see :func:`atomic_write_bytes`)."""
     fs, path = filesystem_for(uri, data_cfg)
     atomic_write_bytes(fs, path, data, uri, overwrite=overwrite)
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN / inf -> null, through dicts, lists and tuples, so the output is strict JSON (a metric
+    that could not be computed is null, never NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def read_json(uri: str, data_cfg: DataConfig | None = None) -> Any:

@@ -4,7 +4,6 @@ project's storage module (:mod:`diod_ray.storage`): the only code that knows wha
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from diod_ray import storage
@@ -38,14 +37,5 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 def write_json(uri: str, data: dict[str, Any]) -> None:
     """Strict JSON (``allow_nan=False``): a metric that could not be computed is null."""
-    write_bytes(uri, json.dumps(_nulls(data), indent=2, default=str, allow_nan=False).encode())
-
-
-def _nulls(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _nulls(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_nulls(x) for x in v]
-    return v
+    safe = storage.json_safe(data)
+    write_bytes(uri, json.dumps(safe, indent=2, default=str, allow_nan=False).encode())

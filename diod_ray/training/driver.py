@@ -7,13 +7,12 @@ is ``(run.storage_path, run.name)``: running the same command again resumes it.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
 from diod_ray import storage
 from diod_ray.config import Config, to_dict
-from diod_ray.storage import run_uri
+from diod_ray.storage import json_safe, run_uri
 
 SUMMARY_FILE = "summary.json"
 METRIC_NAMES = (
@@ -114,7 +113,7 @@ def summarise(cfg: Config, result) -> dict[str, Any]:
         # flags: static/moving recall; no prediction: precision) is null, never NaN
         measured = any(f"{phase}/{k}" in metrics for k in METRIC_NAMES)
         out[phase] = (
-            {k: _finite(metrics.get(f"{phase}/{k}")) for k in METRIC_NAMES} if measured else {}
+            {k: json_safe(metrics.get(f"{phase}/{k}")) for k in METRIC_NAMES} if measured else {}
         )
     out.update(
         {
@@ -147,21 +146,17 @@ def teacher_summary(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
         "score_source": cfg.distill.score_source,
         "p": cfg.distill.p,
         "ema_keep_rate": keep,
-        "ema_half_life_steps": _finite(half_life(keep)),
+        "ema_half_life_steps": json_safe(half_life(keep)),
     }
     out.update(
-        {k[len("teacher/") :]: _finite(v) for k, v in metrics.items() if k.startswith("teacher/")}
+        {k[len("teacher/") :]: json_safe(v) for k, v in metrics.items() if k.startswith("teacher/")}
     )
     for phase in ("burn_in", "final"):
         key = f"{phase}/teacher_"
-        part = {k[len(key) :]: _finite(v) for k, v in metrics.items() if k.startswith(key)}
+        part = {k[len(key) :]: json_safe(v) for k, v in metrics.items() if k.startswith(key)}
         if part:
             out[phase] = part
     return out
-
-
-def _finite(v: Any) -> Any:
-    return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
 def write_summary(cfg: Config, summary: dict[str, Any]) -> None:
