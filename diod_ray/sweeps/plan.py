@@ -137,6 +137,24 @@ class SweepPlan:
         }
 
 
+def burn_in_stage(
+    lengths: list[int], grid: dict[str, list[Any]], fixed: dict[str, Any] | None = None
+) -> Stage:
+    """The shared burn-in stage: each trial trains ``max(lengths)`` burn-in epochs and no
+    distillation, keeping a checkpoint at every length in ``lengths`` for the branches."""
+    return Stage(
+        name="burn_in",
+        fixed={
+            "schedule.burn_in_epochs": max(lengths),
+            "schedule.distill_epochs": 0,
+            "schedule.keep_burn_in_epochs": sorted(lengths),
+            **(fixed or {}),
+        },
+        grid=grid,
+        epochs_per_trial=max(lengths),
+    )
+
+
 def _check_positive(name: str, values: list[int]) -> None:
     if not values or any(v < 1 for v in values):
         raise PlanError(f"{name}: expected one or more epoch counts >= 1, got {values}")
@@ -152,15 +170,8 @@ def alpha_burnin_plan(
     if not alphas or not seeds:
         raise PlanError("--alphas and --seeds need at least one value each")
     lengths = sorted(set(burn_ins))
-    stage1 = Stage(
-        name="burn_in",
-        fixed={
-            "schedule.burn_in_epochs": lengths[-1],
-            "schedule.distill_epochs": 0,
-            "schedule.keep_burn_in_epochs": lengths,
-        },
-        grid={"objectives.alpha": list(alphas), "run.seed": list(seeds)},
-        epochs_per_trial=lengths[-1],
+    stage1 = burn_in_stage(
+        lengths, grid={"objectives.alpha": list(alphas), "run.seed": list(seeds)}
     )
     stage2 = Stage(
         name="distill",
@@ -205,16 +216,7 @@ def ablation_plan(
     unknown = [v for v in names if v not in ABLATION_VARIANTS]
     if unknown:
         raise PlanError(f"--variants: unknown {unknown}; choose from {list(ABLATION_VARIANTS)}")
-    stage1 = Stage(
-        name="burn_in",
-        fixed={
-            "schedule.burn_in_epochs": burn_in,
-            "schedule.distill_epochs": 0,
-            "schedule.keep_burn_in_epochs": [burn_in],
-        },
-        grid={"run.seed": list(seeds)},
-        epochs_per_trial=burn_in,
-    )
+    stage1 = burn_in_stage([burn_in], grid={"run.seed": list(seeds)})
     stage2 = Stage(
         name="variants",
         fixed={
@@ -279,17 +281,7 @@ def threshold_plan(
         plan = SweepPlan("threshold_p", [search], **naive)
         plan.notes.append("alpha is searched: every trial trains its own burn-in (no reuse)")
     else:
-        burn = Stage(
-            name="burn_in",
-            fixed={
-                "schedule.burn_in_epochs": burn_in,
-                "schedule.distill_epochs": 0,
-                "schedule.keep_burn_in_epochs": [burn_in],
-                **seed,
-            },
-            grid={},
-            epochs_per_trial=burn_in,
-        )
+        burn = burn_in_stage([burn_in], grid={}, fixed=seed)
         search = Stage(
             name="search",
             fixed={
