@@ -22,8 +22,12 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """One in-process Ray cluster for the whole session (2 CPUs, small object store)."""
+def ray_session(s3_server):
+    """One in-process Ray cluster for the whole session (2 CPUs, small object store).
+
+    Started after the S3 server, so every Ray process inherits its endpoint and credentials from
+    the environment, as on a machine whose shell exports them before Ray starts (filesystems carry
+    no keys, and a worker started earlier would look for the bucket on AWS)."""
     import ray
 
     if not ray.is_initialized():
