@@ -187,3 +187,17 @@ def finish_video(
     return SyntheticVideo(
         frames=frames, gt=gt, moving=moving, camera_motion=camera_motion, video_id=video_id
     )
+
+
+def camera_and_canvas(rng: np.random.Generator, cfg, height: int, width: int):
+    """The camera path and the canvas it looks at, shared by both benchmark versions (same draws,
+    same order). Returns (scale, camera_motion, cams [T, 3]: cx, cy, zoom in canvas pixels,
+    canvas width, canvas height)."""
+    T = cfg.frames_per_video
+    scale = float(np.sqrt(height * width / REFERENCE_AREA))
+    camera_motion = bool(rng.random() < cfg.camera_motion_share) and T > 1
+    cams = _camera_path(rng, cfg, T, height, width, scale, camera_motion)  # [T,3]: cx, cy, zoom
+    x0, y0, cw, ch = _canvas_box(cams, height, width, pad=int(np.ceil(4 * scale)) + 2)
+    cams[:, 0] -= x0
+    cams[:, 1] -= y0
+    return scale, camera_motion, cams, cw, ch

@@ -27,16 +27,14 @@ from diod_ray.data.synth_draw import (
 )
 from diod_ray.data.synth_world import (
     BG_TEXTURE_AMP,
-    REFERENCE_AREA,
     SyntheticVideo,
-    _camera_path,
-    _canvas_box,
     _frame0_view,
     _Object,
     _paste,
     _random_direction,
     _trajectory,
     _view,
+    camera_and_canvas,
     finish_video,
     split_seed,
 )
@@ -63,12 +61,7 @@ def generate_video(
         )
     rng = split_seed(cfg.seed, split, index)
     T = cfg.frames_per_video
-    scale = float(np.sqrt(height * width / REFERENCE_AREA))
-    camera_motion = bool(rng.random() < cfg.camera_motion_share) and T > 1
-    cams = _camera_path(rng, cfg, T, height, width, scale, camera_motion)  # [T,3]: cx, cy, zoom
-    x0, y0, cw, ch = _canvas_box(cams, height, width, pad=int(np.ceil(4 * scale)) + 2)
-    cams[:, 0] -= x0
-    cams[:, 1] -= y0
+    scale, camera_motion, cams, cw, ch = camera_and_canvas(rng, cfg, height, width)
     painter = _STYLES[cfg.style]
     background, horizon = painter.background(rng, ch, cw, scale, cams[0], height)
     n_obj = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))

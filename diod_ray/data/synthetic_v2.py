@@ -34,9 +34,7 @@ import numpy as np
 from diod_ray.config import SyntheticConfig
 from diod_ray.data.synth_draw import _pattern, _shape_mask, _value_noise
 from diod_ray.data.synth_world import (
-    REFERENCE_AREA,
     SyntheticVideo,
-    _camera_path,
     _canvas_box,
     _frame0_view,
     _Object,
@@ -44,6 +42,7 @@ from diod_ray.data.synth_world import (
     _random_direction,
     _trajectory,
     _view,
+    camera_and_canvas,
     finish_video,
     split_seed,
 )
@@ -271,12 +270,7 @@ def generate_video_v2(
     """Render clip ``index`` of ``split`` (version 2); deterministic from (seed, split, index)."""
     rng = split_seed(cfg.seed, f"v2/{split}", index)
     T = cfg.frames_per_video
-    scale = float(np.sqrt(height * width / REFERENCE_AREA))
-    camera_motion = bool(rng.random() < cfg.camera_motion_share) and T > 1
-    cams = _camera_path(rng, cfg, T, height, width, scale, camera_motion)  # [T,3]: cx, cy, zoom
-    x0, y0, cw, ch = _canvas_box(cams, height, width, pad=int(np.ceil(4 * scale)) + 2)
-    cams[:, 0] -= x0
-    cams[:, 1] -= y0
+    scale, camera_motion, cams, cw, ch = camera_and_canvas(rng, cfg, height, width)
     background = _mosaic(rng, ch, cw, scale)
     sways = _sways(rng, ch, cw, scale, cams, height, width)
     objects = _objects(rng, cfg, T, height, width, scale, cams)

@@ -56,7 +56,7 @@ def evaluate_in_run(ts: TrainState, max_clips: int = 0, dataset: str = "test") -
     if cfg.run.eval_weights == "teacher" and ts.teacher is not None:
         model = ts.teacher.model
     sync_buffers_from_rank0(model)
-    if ts.teacher is not None:
+    if ts.teacher is not None and ts.teacher.model is not model:  # its diagnostics run below
         sync_buffers_from_rank0(ts.teacher.model)
     was_training = model.training
     summary = evaluate_model(
