@@ -349,5 +349,49 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
             "training longer.",
             "",
         ]
-    out += cost_section(meta, stages)
+    out += teacher_activity_section(stages) + cost_section(meta, stages)
     return "\n".join(out)
+
+
+# (column title, metric key of a trial, scale): the teacher's activity over the branch's last
+# distillation epoch (training batches) and its kept candidates against GT on the test split at
+# the branch's start (the burn-in teacher) and end (docs/teacher.md)
+TEACHER_COLUMNS = (
+    ("kept / frame", "teacher/kept_per_frame", 1.0),
+    ("frames with kept, %", "teacher/frames_with_kept", 100.0),
+    ("motion masks kept, %", "teacher/motion_kept_share", 100.0),
+    ("epochs with none kept", "teacher/epochs_without_candidates", 1.0),
+    ("precision vs GT at start, %", "burn_in/teacher_precision", 100.0),
+    ("precision vs GT at end, %", "final/teacher_precision", 100.0),
+)
+
+
+def teacher_activity_section(stages: dict[str, dict[str, Any]]) -> list[str]:
+    """Is the mechanism active? Per variant with a teacher, its activity over seeds."""
+    rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for t in stages.get("variants", {}).get("trials", []):
+        v = t.get("params", {}).get("_variant")
+        if v == "more_burn_in":
+            continue
+        for _, key, scale in TEACHER_COLUMNS:
+            x = t.get("metrics", {}).get(key)
+            ok = isinstance(x, (int, float)) and math.isfinite(x)
+            rows[v][key].append(scale * float(x) if ok else None)
+    if not rows:
+        return []
+    out = [
+        "## The teacher's activity (is the mechanism active?)",
+        "",
+        "Per branch with pseudo-labels: the last distillation epoch's kept candidates and motion "
+        "masks on training batches, the epochs of the branch that kept no candidate, and the "
+        "share of kept candidates that hit a GT object (IoU > 0.5) on the test split at the "
+        "branch's start and end. Cells as above.",
+        "",
+        "| method | " + " | ".join(c for c, _, _ in TEACHER_COLUMNS) + " |",
+        "|---|" + "---|" * len(TEACHER_COLUMNS),
+    ]
+    for v in [n for n in ("one_to_one", "no_motion_masks", "offline", "final") if n in rows]:
+        cells = [fmt_cell(summarise(rows[v][key])) for _, key, _ in TEACHER_COLUMNS]
+        label = "DIOD" if v == "final" else ABLATION_LABELS[v]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return out + [""]

@@ -338,6 +338,45 @@ def test_ablation_report_gives_intervals_and_paired_differences(tmp_path):
     assert "| end of burn-in | 22.3 [" in table and " *" in table
 
 
+def test_ablation_report_shows_the_teacher_activity_per_variant(tmp_path):
+    """The mechanism check beside the effect: kept candidates, motion masks kept and the kept
+    candidates' GT precision over seeds, for every branch with a teacher (not the control)."""
+    plan = ablation_plan(2, 2, [0, 1, 2])
+    root = str(tmp_path / "abt")
+    write_json(
+        f"{root}/sweep.json",
+        {"kind": "ablations", "name": "abt", "preset": "smoke", "plan": plan.to_dict()},
+    )
+    trials = []
+    for seed, kept in enumerate((1.0, 2.0, 3.0)):
+        for v in ("final", "more_burn_in"):
+            t = _trial(f"{v}{seed}", {"_variant": v, "run.seed": seed}, 0.2, 0.3)
+            if v == "final":
+                t["metrics"].update(
+                    {
+                        "teacher/kept_per_frame": kept,
+                        "teacher/frames_with_kept": 0.5,
+                        "teacher/motion_kept_share": 0.4,
+                        "teacher/epochs_without_candidates": 0.0,
+                        "burn_in/teacher_precision": 0.25,
+                        "final/teacher_precision": float("nan"),  # nothing kept on GT frames
+                    }
+                )
+            trials.append(t)
+    write_json(f"{root}/variants/results.json", {"trials": trials})
+    table = open(write_report(root)["table"]).read()
+    assert "## The teacher's activity" in table
+    section = table.split("## The teacher's activity")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| DIOD | "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # kept per frame 1, 2, 3: mean 2, sd 1, half-width 4.3027 / sqrt(3) = 2.484
+    assert cells[1] == "2.0 [-0.5, 4.5] (n=3)"
+    assert cells[2].startswith("50.0 [50.0, 50.0]") and cells[3].startswith("40.0 [")
+    assert cells[5].startswith("25.0 [") and cells[6] == "–"  # NaN is no value, not a zero
+    # the control has no teacher: no row for it
+    assert "more burn-in instead (control) | " not in section
+
+
 # ---------------------------------------------------------------------------------------------
 # end to end: Tune trials of Train workers on the smoke preset (slow)
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -315,6 +316,11 @@ def test_ray_job_submit_runs_the_smoke_preset(smoke_data, tmp_path):
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     env.pop("RAY_ADDRESS", None)
     gcs, dash = _free_port(), _free_port()
+    # `ray start` records its address in /tmp/ray/ray_current_cluster and only `ray stop` removes
+    # it; left behind, it sends every later auto-detecting Ray client on this machine (Train V2's
+    # PlacementGroupCleaner among them) to a dead GCS (docs/sweeps.md): put back what was there
+    recorded = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    recorded_before = recorded.read_bytes() if recorded.exists() else None
     # `ray start --block` in its own process group: stopping it stops exactly this cluster
     # (`ray stop` would also kill the test session's in-process cluster, and with it pytest)
     head = subprocess.Popen(
@@ -393,6 +399,10 @@ def test_ray_job_submit_runs_the_smoke_preset(smoke_data, tmp_path):
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        if recorded_before is None:
+            recorded.unlink(missing_ok=True)
+        else:
+            recorded.write_bytes(recorded_before)
 
 
 def _wait_for_dashboard(port: int, head: subprocess.Popen, timeout_s: float = 120) -> None:
