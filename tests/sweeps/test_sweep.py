@@ -314,20 +314,28 @@ def test_t_interval_and_paired_differences():
     assert not mixed["excludes_0"]
 
 
-def test_ablation_report_gives_intervals_and_paired_differences(tmp_path):
-    plan = ablation_plan(2, 2, [0, 1, 2])
-    root = str(tmp_path / "ab3")
+def _ablation_report(root: str, trials: list[dict], seeds: list[int]) -> dict[str, str]:
+    """Store an ablation sweep of these trials under ``root`` and write its report."""
     write_json(
         f"{root}/sweep.json",
-        {"kind": "ablations", "name": "ab3", "preset": "smoke", "plan": plan.to_dict()},
+        {
+            "kind": "ablations",
+            "name": root.rsplit("/", 1)[-1],
+            "preset": "smoke",
+            "plan": ablation_plan(2, 2, seeds).to_dict(),
+        },
     )
+    write_json(f"{root}/variants/results.json", {"trials": trials})
+    return write_report(root)
+
+
+def test_ablation_report_gives_intervals_and_paired_differences(tmp_path):
     trials = []
     for seed, base in enumerate((0.20, 0.25, 0.22)):
         for v, gain in (("final", 0.10), ("more_burn_in", 0.01 * (seed - 1))):
             t = _trial(f"{v}{seed}", {"_variant": v, "run.seed": seed}, base, base + gain)
             trials.append(t)
-    write_json(f"{root}/variants/results.json", {"trials": trials})
-    out = write_report(root)
+    out = _ablation_report(str(tmp_path / "ab3"), trials, [0, 1, 2])
     table = open(out["table"]).read()
     assert "t-interval" in table and "(n=3)" in table
     cells = open(out["cells"]).read().splitlines()
@@ -341,12 +349,6 @@ def test_ablation_report_gives_intervals_and_paired_differences(tmp_path):
 def test_ablation_report_shows_the_teacher_activity_per_variant(tmp_path):
     """The mechanism check beside the effect: kept candidates, motion masks kept and the kept
     candidates' GT precision over seeds, for every branch with a teacher (not the control)."""
-    plan = ablation_plan(2, 2, [0, 1, 2])
-    root = str(tmp_path / "abt")
-    write_json(
-        f"{root}/sweep.json",
-        {"kind": "ablations", "name": "abt", "preset": "smoke", "plan": plan.to_dict()},
-    )
     trials = []
     for seed, kept in enumerate((1.0, 2.0, 3.0)):
         for v in ("final", "more_burn_in"):
@@ -363,8 +365,7 @@ def test_ablation_report_shows_the_teacher_activity_per_variant(tmp_path):
                     }
                 )
             trials.append(t)
-    write_json(f"{root}/variants/results.json", {"trials": trials})
-    table = open(write_report(root)["table"]).read()
+    table = open(_ablation_report(str(tmp_path / "abt"), trials, [0, 1, 2])["table"]).read()
     assert "## The teacher's activity" in table
     section = table.split("## The teacher's activity")[1]
     row = next(line for line in section.splitlines() if line.startswith("| DIOD | "))
