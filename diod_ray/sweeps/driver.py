@@ -122,6 +122,58 @@ class StopAfterTrials(tune.Callback):
             os.kill(os.getpid(), signal.SIGUSR1)
 
 
+class TrialLines(tune.Callback):
+    """The sweep's console: one line when a trial starts and one when it ends (with its F1@50
+    at the branch start and at the end, or its error), in place of Tune's 30-second status
+    table (``RunConfig(verbose=0)``); the trials' own one-line-per-epoch output is unchanged."""
+
+    def __init__(self, stage: str, num_trials: int) -> None:
+        self.stage, self.num_trials = stage, num_trials
+
+    def setup(self, **info) -> None:
+        self.started: dict[str, float] = {}
+        self.ended = 0
+
+    def _name(self, trial) -> str:
+        params = {k: v for k, v in (trial.config or {}).items() if k in _SHOWN_PARAMS}
+        shown = " ".join(f"{k.rsplit('.', 1)[-1].lstrip('_')}={v}" for k, v in params.items())
+        return f"[sweep] {self.stage} {trial.trial_id} ({shown})" if shown else f"[sweep] {trial}"
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.started[trial.trial_id] = time.time()
+        print(f"{self._name(trial)} started", flush=True)
+
+    def _end(self, trial, what: str) -> None:
+        self.ended += 1
+        took = time.time() - self.started.get(trial.trial_id, time.time())
+        print(
+            f"{self._name(trial)} {what} after {int(took) // 60}:{int(took) % 60:02d} "
+            f"({self.ended}/{self.num_trials} of the stage)",
+            flush=True,
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        m = trial.last_result or {}
+        f1 = [m.get(f"{phase}/f1") for phase in ("burn_in", "final")]
+        scores = " -> ".join("–" if v is None else f"{100 * v:.1f}" for v in f1)
+        done = any(v is not None for v in f1)
+        self._end(trial, f"finished, test F1@50 {scores}" if done else "finished")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._end(trial, f"FAILED (error file under {trial.path})")
+
+
+# the parameters a trial's console line names (the stage's grid keys and variants)
+_SHOWN_PARAMS = (
+    "_variant",
+    "run.seed",
+    "objectives.alpha",
+    "schedule.burn_in_epochs",
+    "distill.p",
+    "distill.ema",
+)
+
+
 # ============================================================================================
 # 3. One stage = one Tune experiment (new or restored)
 # ============================================================================================
@@ -246,7 +298,10 @@ def run_stage(
                 storage_path=storage_path,
                 storage_filesystem=storage_fs,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                callbacks=[StopAfterTrials()],
+                callbacks=[StopAfterTrials(), TrialLines(stage.name, stage.num_trials)],
+                # Tune's status table every 30 s would bury the trials' epoch lines; TrialLines
+                # says when a trial starts and ends
+                verbose=0,
             ),
         )
     try:

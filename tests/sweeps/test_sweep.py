@@ -404,7 +404,9 @@ def _most_at_once(intervals: list[tuple[float, float]]) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(ray_session, tmp_path):
+def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(
+    ray_session, tmp_path, capfd
+):
     """The user's path: Train workers holding a CPU each, at most --max-concurrent fits at
     once (measured from the trials' own fit times), an interrupt after the first trial, and the
     same command restoring the stage and finishing the sweep without retraining that trial."""
@@ -422,8 +424,15 @@ def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(ray_se
     kept = os.path.join(done[0]["train_run"], "kept", "burn_in_epoch_1", "state.pt")
     mtime = os.path.getmtime(kept)
 
+    capfd.readouterr()
     assert alpha_burnin.main(args) == 0
+    console = "".join(capfd.readouterr())
     assert os.path.getmtime(kept) == mtime  # the finished trial was not trained again
+    # the console: a line per trial start and end, not Tune's 30-second status table
+    ends = [ln for ln in console.splitlines() if ln.startswith("[sweep] distill ")]
+    assert sum(" started" in ln for ln in ends) == 2, console[-3000:]
+    assert sum("finished, test F1@50 " in ln for ln in ends) == 2, console[-3000:]
+    assert "alpha=0.2" in console and "Trial status" not in console
     burn = json.loads((root / "burn_in" / "results.json").read_text())
     assert burn["complete"] and len(burn["trials"]) == 2
     dist = json.loads((root / "distill" / "results.json").read_text())
