@@ -18,17 +18,9 @@ import sys
 from typing import Any
 
 from diod_ray.sweeps.stats import fmt_cell, paired, summarise
+from diod_ray.training.driver import METRIC_NAMES
 
-METRICS = (
-    "fg_ari",
-    "all_ari",
-    "f1",
-    "precision",
-    "recall",
-    "static_recall",
-    "moving_recall",
-    "mbo",
-)
+METRICS = METRIC_NAMES  # the phases' metrics in summary.json
 # (label, path in summary.json, scale)
 TEACHER = (
     ("kept candidates per frame, last epoch", ("teacher", "kept_per_frame"), 1.0),
