@@ -148,7 +148,8 @@ class TrialLines(tune.Callback):
         took = time.time() - self.started.get(trial.trial_id, time.time())
         print(
             f"{self._name(trial)} {what} after {int(took) // 60}:{int(took) % 60:02d} "
-            f"({self.ended}/{self.num_trials} of the stage)",
+            # counted since this command started: a resumed stage's earlier trials are not seen
+            f"({self.ended} ended in this invocation; the stage has {self.num_trials})",
             flush=True,
         )
 
