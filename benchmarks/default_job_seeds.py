@@ -20,7 +20,6 @@ from typing import Any
 from diod_ray.sweeps.stats import fmt_cell, paired, summarise
 from diod_ray.training.driver import METRIC_NAMES
 
-METRICS = METRIC_NAMES  # the phases' metrics in summary.json
 # (label, path in summary.json, scale)
 TEACHER = (
     ("kept candidates per frame, last epoch", ("teacher", "kept_per_frame"), 1.0),
@@ -67,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = [load(r) for r in args.runs]
     cells: dict[str, Any] = {}
     lines = [
-        f"| phase (n = {len(runs)} seeds) | " + " | ".join(METRICS) + " |",
-        "|---|" + "---|" * len(METRICS),
+        f"| phase (n = {len(runs)} seeds) | " + " | ".join(METRIC_NAMES) + " |",
+        "|---|" + "---|" * len(METRIC_NAMES),
     ]
     for phase, label in (("burn_in", "end of burn-in"), ("final", "end of distillation")):
         row = []
-        for m in METRICS:
+        for m in METRIC_NAMES:
             s = summarise([_scaled(_get(r, (phase, m)), 100.0) for r in runs])
             cells[f"{phase}/{m}"] = s
             row.append(fmt_cell(s))

@@ -374,9 +374,8 @@ def teacher_activity_section(stages: dict[str, dict[str, Any]]) -> list[str]:
         if v == "more_burn_in":
             continue
         for _, key, scale in TEACHER_COLUMNS:
-            x = t.get("metrics", {}).get(key)
-            ok = isinstance(x, (int, float)) and math.isfinite(x)
-            rows[v][key].append(scale * float(x) if ok else None)
+            x = metric(t, *key.split("/", 1))
+            rows[v][key].append(None if x is None else scale * x)
     if not rows:
         return []
     out = [
