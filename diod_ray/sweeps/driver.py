@@ -278,7 +278,8 @@ def run_stage(
     else:
         print(
             f"[sweep] stage {stage.name}: {stage.num_trials} trial(s), up to {max_concurrent} "
-            f"at once, each {res.to_dict()}",
+            f"at once, each {res.to_dict()}; live TensorBoard of its trials: "
+            f"tensorboard --logdir {sweep['runs']}",
             flush=True,
         )
         tuner = tune.Tuner(

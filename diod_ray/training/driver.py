@@ -89,6 +89,17 @@ def build_trainer(cfg: Config, *, callbacks=()):
     )
 
 
+# Settings for a Ray instance this process starts itself (a laptop, one machine); every Ray process
+# of that instance inherits them. A user's own value wins. Joined clusters are left as they are.
+LOCAL_CLUSTER_ENV = {
+    # Train V2's preemption watcher follows node drains (spot nodes of a cluster); a one-machine
+    # instance has none, and creating the watcher logs a core_worker.cc ERROR line on the console
+    # of every run ("PreemptionWatcher ... has constructor arguments in the object store and
+    # max_restarts > 0", ray-project/ray#53727). On clusters it stays on.
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
+
+
 def ensure_ray() -> None:
     """Join the cluster named by RAY_ADDRESS (set by ``ray job submit``; ``RAY_ADDRESS=auto``
     joins one started with ``ray start``), else start a fresh local Ray for this process.
@@ -100,6 +111,8 @@ def ensure_ray() -> None:
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        os.environ.update({k: v for k, v in LOCAL_CLUSTER_ENV.items() if k not in os.environ})
     ray.init(address=address or "local", log_to_driver=True)
 
 

@@ -433,6 +433,7 @@ def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(
     assert sum(" started" in ln for ln in ends) == 2, console[-3000:]
     assert sum("finished, test F1@50 " in ln for ln in ends) == 2, console[-3000:]
     assert "alpha=0.2" in console and "Trial status" not in console
+    assert f"live TensorBoard of its trials: tensorboard --logdir {root / 'runs'}" in console
     burn = json.loads((root / "burn_in" / "results.json").read_text())
     assert burn["complete"] and len(burn["trials"]) == 2
     dist = json.loads((root / "distill" / "results.json").read_text())
