@@ -152,6 +152,11 @@ def load_model(uri: str, which: str = "student", device: str | torch.device = "c
                 f"checkpoint {uri!r} has no teacher (saved during burn-in); use which='student'"
             )
         raise CheckpointError(f"checkpoint {uri!r} has no {which!r} weights")
+    if which == "teacher":
+        # a run saves EMATeacher.state_dict(): {"model": weights, "ema", "num_updates", ...}
+        if not isinstance(weights, dict) or "model" not in weights:
+            raise CheckpointError(f"checkpoint {uri!r}: its 'teacher' entry has no 'model' weights")
+        weights = weights["model"]
     model = build_model(cfg)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg

@@ -156,3 +156,30 @@ def test_state_dict_round_trip_weights_only():
         assert torch.equal(fresh.model.state_dict()[k], v)
     with pytest.raises(KeyError, match="model"):
         fresh.load_state_dict({"weights": {}})
+
+
+def test_teacher_weights_of_a_saved_distillation_state_load_for_inference(tmp_path):
+    """A checkpoint written by the training state (TrainState.to_state) in distillation loads its
+    teacher (not the student) with load_model(which="teacher"), the path of evaluate / predict /
+    `data inspect --weights teacher`; a burn-in checkpoint says it has no teacher."""
+    from diod_ray.checkpoint import CheckpointError, load_model, save_checkpoint
+    from diod_ray.config import load_preset
+    from diod_ray.training.state import TrainState
+
+    torch.manual_seed(0)
+    ts = TrainState(load_preset("smoke"), torch.device("cpu"))
+    save_checkpoint(tmp_path / "burn_in", ts.to_state())
+    ts.make_teacher()
+    with torch.no_grad():
+        for p in ts.student.parameters():  # the student moves on; the teacher keeps its copy
+            p.add_(0.5)
+    save_checkpoint(tmp_path / "distill", ts.to_state())
+
+    teacher, _ = load_model(str(tmp_path / "distill"), which="teacher")
+    student, _ = load_model(str(tmp_path / "distill"), which="student")
+    expected = ts.teacher.model.state_dict()
+    got = teacher.state_dict()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+    assert not all(torch.equal(student.state_dict()[k], expected[k]) for k in expected)
+    with pytest.raises(CheckpointError, match="no teacher"):
+        load_model(str(tmp_path / "burn_in"), which="teacher")
