@@ -47,6 +47,9 @@ class TeacherActivity:
     static_covered: float = 0.0  # static GT objects with IoU > 0.5 with a kept candidate
     moving_gt: float = 0.0
     moving_covered: float = 0.0
+    # sum over kept candidates on GT frames of their share of the frame (a candidate that is half
+    # the frame is a region of the image, not an object: the positional collapse of docs/results.md)
+    kept_area: float = 0.0
 
     # -- filling ---------------------------------------------------------------------------
 
@@ -93,7 +96,8 @@ class TeacherActivity:
 
         kept_per_frame, frames_with_kept (share), motion_kept_share (|M'| / |M|), and with GT:
         precision (kept candidates hitting a GT object), static_cover / moving_cover (GT objects
-        that some kept candidate hits), n_kept, n_static_gt."""
+        that some kept candidate hits), kept_area (a kept candidate's mean share of the frame),
+        n_kept, n_static_gt."""
         out = {
             "kept_per_frame": _div(self.kept, self.frames),
             "frames_with_kept": _div(self.frames_with_kept, self.frames),
@@ -106,6 +110,7 @@ class TeacherActivity:
                     "precision": _div(self.kept_hit, self.gt_kept),
                     "static_cover": _div(self.static_covered, self.static_gt),
                     "moving_cover": _div(self.moving_covered, self.moving_gt),
+                    "kept_area": _div(self.kept_area, self.gt_kept),
                     "n_kept": self.gt_kept,
                     "n_static_gt": self.static_gt,
                 }
@@ -129,7 +134,8 @@ def candidate_gt_counts(
 
     cands: :func:`extract_candidates` of N frames at the grid (h, w); gt: int [N, h, w] GT ids at
     the same grid (0 = background); gt_moving: bool [N, G+1] indexed by GT id (None = all static).
-    Returns the GT counts (kept_hit, gt_kept, static/moving gt and covered, gt_frames).
+    Returns the GT counts (kept_hit, gt_kept, static/moving gt and covered, gt_frames) and the
+    kept candidates' summed share of the frame (kept_area).
     """
     n, h, w = cands.index_map.shape
     if tuple(gt.shape) != (n, h, w):
@@ -173,6 +179,7 @@ def candidate_gt_counts(
         static_covered=float((covered & static).sum()),
         moving_gt=float(moving.sum()),
         moving_covered=float((covered & moving).sum()),
+        kept_area=float((cand_area * padded).sum()) / (h * w),
     )
 
 

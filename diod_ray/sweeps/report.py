@@ -363,6 +363,7 @@ TEACHER_COLUMNS = (
     ("epochs with none kept", "teacher/epochs_without_candidates", 1.0),
     ("precision vs GT at start, %", "burn_in/teacher_precision", 100.0),
     ("precision vs GT at end, %", "final/teacher_precision", 100.0),
+    ("kept candidate's area at end, % of frame", "final/teacher_kept_area", 100.0),
 )
 
 
@@ -384,7 +385,8 @@ def teacher_activity_section(stages: dict[str, dict[str, Any]]) -> list[str]:
         "Per branch with pseudo-labels: the last distillation epoch's kept candidates and motion "
         "masks on training batches, the epochs of the branch that kept no candidate, and the "
         "share of kept candidates that hit a GT object (IoU > 0.5) on the test split at the "
-        "branch's start and end. Cells as above.",
+        "branch's start and end, and a kept candidate's mean area there at the end (objects are "
+        "a few % of the frame; a candidate of tens of % is a region of the image). Cells as above.",
         "",
         "| method | " + " | ".join(c for c, _, _ in TEACHER_COLUMNS) + " |",
         "|---|" + "---|" * len(TEACHER_COLUMNS),

@@ -362,6 +362,7 @@ def test_ablation_report_shows_the_teacher_activity_per_variant(tmp_path):
                         "teacher/epochs_without_candidates": 0.0,
                         "burn_in/teacher_precision": 0.25,
                         "final/teacher_precision": float("nan"),  # nothing kept on GT frames
+                        "final/teacher_kept_area": 0.44,  # one region of 44 % of the frame
                     }
                 )
             trials.append(t)
@@ -374,6 +375,7 @@ def test_ablation_report_shows_the_teacher_activity_per_variant(tmp_path):
     assert cells[1] == "2.0 [-0.5, 4.5] (n=3)"
     assert cells[2].startswith("50.0 [50.0, 50.0]") and cells[3].startswith("40.0 [")
     assert cells[5].startswith("25.0 [") and cells[6] == "–"  # NaN is no value, not a zero
+    assert cells[7] == "44.0 [44.0, 44.0] (n=3)"
     # the control has no teacher: no row for it
     assert "more burn-in instead (control) | " not in section
 

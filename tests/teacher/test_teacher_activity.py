@@ -90,6 +90,7 @@ def test_gt_counts_precision_and_static_cover():
     assert (counts.moving_gt, counts.moving_covered) == (1, 0)
     s = counts.summary()
     assert s["precision"] == 0.5 and s["static_cover"] == 0.5 and s["moving_cover"] == 0.0
+    assert s["kept_area"] == pytest.approx((12 + 15) / 2 / (H * W))  # A 12 px, B 15 px
     # a candidate overlapping a GT object at IoU exactly 0.5 is not a hit (F1@50's rule)
     half = torch.zeros(1, H, W, dtype=torch.int64)
     half[0, 1:4, 1:5] = 3
@@ -236,4 +237,4 @@ def test_run_reports_teacher_and_keeps_burn_in(ray_session, smoke_shards, tmp_pa
     assert {"kept_per_frame", "frames_with_kept", "motion_kept_share"} <= set(t)
     assert t["epochs_without_candidates"] in (0.0, 1.0)
     for phase in ("burn_in", "final"):
-        assert {"kept_per_frame", "precision", "static_cover"} <= set(t[phase]), phase
+        assert {"kept_per_frame", "precision", "static_cover", "kept_area"} <= set(t[phase]), phase
