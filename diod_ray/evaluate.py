@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=None, help="default run.eval_batch_size")
     p.add_argument("--weights", choices=("student", "teacher"), default=None)
+    p.add_argument(
+        "--pseudo-labels",
+        action="store_true",
+        help="also rate the pseudo-labels these weights give as the teacher (the checkpoint's "
+        "distill.* settings): kept per frame, GT precision, object cover, kept_area "
+        "(docs/teacher.md); a second pass over the split",
+    )
     add_set_argument(p, help="override data.* / run.* keys of the checkpoint's config")
     return p
 
@@ -123,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             max_examples=args.save_examples,
             example_sink=sink,
         )
+        if args.pseudo_labels:
+            from diod_ray.teacher_diagnostics import evaluate_teacher
+
+            batches = iter_eval_batches(ds, cfg, bs, device)
+            result["pseudo_labels"] = evaluate_teacher(model, batches, cfg)
     except DataError as exc:
         raise SystemExit(f"error: {exc}") from None
     result = {

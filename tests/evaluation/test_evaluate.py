@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import adjusted_rand_score
 
-from diod_ray.config import load_preset, to_dict
+from diod_ray.config import apply_overrides, load_preset, to_dict
 from diod_ray.evaluate import main
 from diod_ray.evaluation import evaluate_model, slot_labels
 from diod_ray.model import build_model
@@ -150,6 +151,29 @@ def test_cli_prints_json_writes_out_and_examples_and_refuses_overwrite(
     assert out.read_text() == text  # untouched
     assert main(args + ["--protocol", "reference", "--overwrite"]) == 0
     assert json.loads(out.read_text())["protocol"] == "reference"
+
+
+def test_cli_rates_the_pseudo_labels_of_the_weights(smoke, ray_session, tmp_path, capsys):
+    """--pseudo-labels: the checkpoint's weights as the teacher, rated against GT on the split
+    exactly as the in-run diagnostics do (evaluate_teacher over the same clips)."""
+    from diod_ray.checkpoint import save_checkpoint
+    from diod_ray.teacher_diagnostics import evaluate_teacher
+
+    cfg, model, _ = smoke
+    # the untrained model's W_fg is about 0.5: a threshold p under it keeps candidates to rate
+    cfg = apply_overrides(cfg, {"distill.p": 0.3})
+    ckpt = str(tmp_path / "p03")
+    save_checkpoint(ckpt, {"config": to_dict(cfg), "student": model.state_dict()})
+    args = ["--checkpoint", ckpt, "--data", cfg.data.uri, "--device", "cpu", "--batch-size", "3"]
+    assert main(args + ["--pseudo-labels"]) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["pseudo_labels"]
+    want = evaluate_teacher(model, _batches(cfg, _clips(cfg), 3), cfg)
+    assert set(got) == set(want) >= {"kept_per_frame", "precision", "kept_area", "static_cover"}
+    assert want["kept_per_frame"] > 0 and 0 < want["kept_area"] <= 1
+    for k, v in want.items():
+        assert got[k] == (None if math.isnan(v) else pytest.approx(v)), k
+    assert main(args) == 0
+    assert "pseudo_labels" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def test_cli_bad_inputs_name_the_problem(smoke, tmp_path):
