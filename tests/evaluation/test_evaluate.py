@@ -153,7 +153,7 @@ def test_cli_prints_json_writes_out_and_examples_and_refuses_overwrite(
     assert json.loads(out.read_text())["protocol"] == "reference"
 
 
-def test_cli_rates_the_pseudo_labels_of_the_weights(smoke, ray_session, tmp_path, capsys):
+def test_cli_rates_the_pseudo_labels_of_the_weights(smoke, ray_session, tmp_path, capfd):
     """--pseudo-labels: the checkpoint's weights as the teacher, rated against GT on the split
     exactly as the in-run diagnostics do (evaluate_teacher over the same clips)."""
     from diod_ray.checkpoint import save_checkpoint
@@ -166,14 +166,16 @@ def test_cli_rates_the_pseudo_labels_of_the_weights(smoke, ray_session, tmp_path
     save_checkpoint(ckpt, {"config": to_dict(cfg), "student": model.state_dict()})
     args = ["--checkpoint", ckpt, "--data", cfg.data.uri, "--device", "cpu", "--batch-size", "3"]
     assert main(args + ["--pseudo-labels"]) == 0
-    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["pseudo_labels"]
+    out, err = capfd.readouterr()
+    got = json.loads(out.strip().splitlines()[-1])["pseudo_labels"]
+    assert "Running Dataset" not in out + err  # Ray Data's progress blocks stay in its log files
     want = evaluate_teacher(model, _batches(cfg, _clips(cfg), 3), cfg)
     assert set(got) == set(want) >= {"kept_per_frame", "precision", "kept_area", "static_cover"}
     assert want["kept_per_frame"] > 0 and 0 < want["kept_area"] <= 1
     for k, v in want.items():
         assert got[k] == (None if math.isnan(v) else pytest.approx(v)), k
     assert main(args) == 0
-    assert "pseudo_labels" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "pseudo_labels" not in json.loads(capfd.readouterr().out.strip().splitlines()[-1])
 
 
 def test_cli_bad_inputs_name_the_problem(smoke, tmp_path):
