@@ -40,14 +40,15 @@ def inspect_split(
     checkpoint: str | None = None,
     weights: str | None = None,
 ) -> dict:
-    """Clips, T/H/W, GT objects per clip, motion segments per frame and, where GT and moving
+    """Clips, T/H/W, GT objects per clip and their share of the frame, motion segments per frame
+    and, where GT and moving
     flags exist, :class:`~diod_ray.data.mask_quality.MaskQuality` of the motion masks and, with
     ``checkpoint``, the W_fg coverage of static vs moving objects (:mod:`.fg_coverage`)."""
     from diod_ray.data.mask_quality import MaskQuality
 
     manifest = read_manifest(uri, split, data_cfg)
     quality = MaskQuality(min_gt_pixels=data_cfg.min_mask_pixels if data_cfg else 1)
-    objects, segments, moving_objects = [], [], []
+    objects, segments, moving_objects, areas = [], [], [], []
     seen = with_moving = 0
     for clip in iter_clips(uri, split, data_cfg, limit=limit):
         seen += 1
@@ -55,6 +56,9 @@ def inspect_split(
         if clip.gt is not None:
             ids = np.unique(clip.gt)
             objects.append(int((ids > 0).sum()))
+            for frame in clip.gt:  # each visible object's share of its frame
+                counts = np.bincount(frame.ravel().astype(np.int64))[1:]
+                areas.extend((counts[counts > 0] / frame.size).tolist())
             if clip.gt_moving is not None:
                 with_moving += 1
                 moving_objects.append(int(clip.gt_moving[:, 1:].any(axis=0).sum()))
@@ -72,6 +76,8 @@ def inspect_split(
     }
     if objects:
         out["objects_per_clip"] = _stats(objects)
+        # per (frame, visible GT object): the scale a pseudo-label should have (docs/teacher.md)
+        out["object_area_share"] = _stats(areas)
     if moving_objects:
         out["moving_objects_per_clip"] = _stats(moving_objects)
     if with_moving:

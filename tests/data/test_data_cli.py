@@ -31,6 +31,8 @@ def test_generate_inspect_validate(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)["splits"]["test"]
     assert summary["clips"] == 2 and summary["T"] == 3
     assert summary["objects_per_clip"]["min"] >= 2  # smoke preset: 2-3 objects
+    area = summary["object_area_share"]  # per (frame, object): a part of the frame, never all
+    assert 0 < area["min"] <= area["mean"] <= area["max"] < 0.5
     q = summary["mask_quality"]
     assert 0.0 <= q["moving_recall"] <= 1.0 and q["frames"] == 6
 
