@@ -47,8 +47,8 @@ class TeacherActivity:
     static_covered: float = 0.0  # static GT objects with IoU > 0.5 with a kept candidate
     moving_gt: float = 0.0
     moving_covered: float = 0.0
-    # sum over kept candidates on GT frames of their share of the frame (a candidate that is half
-    # the frame is a region of the image, not an object: the positional collapse of docs/results.md)
+    # sum over kept candidates of their share of the frame (a candidate that is half the frame is
+    # a region of the image, not an object: the positional collapse of docs/results.md)
     kept_area: float = 0.0
 
     # -- filling ---------------------------------------------------------------------------
@@ -58,6 +58,7 @@ class TeacherActivity:
         frames = float(stats.get("frames", 0.0))
         self.frames += frames
         self.kept += float(stats.get("candidates_kept", 0.0))
+        self.kept_area += float(stats.get("candidates_kept_area", 0.0))
         self.frames_with_kept += float(stats.get("frames_with_kept_share", 0.0)) * frames
         self.motion_total += float(stats.get("motion_total", 0.0))
         self.motion_kept += float(stats.get("motion_kept", 0.0))
@@ -94,13 +95,14 @@ class TeacherActivity:
     def summary(self) -> dict[str, float]:
         """Rates; the GT-based ones only when GT frames were seen (NaN when no object to rate).
 
-        kept_per_frame, frames_with_kept (share), motion_kept_share (|M'| / |M|), and with GT:
-        precision (kept candidates hitting a GT object), static_cover / moving_cover (GT objects
-        that some kept candidate hits), kept_area (a kept candidate's mean share of the frame),
-        n_kept, n_static_gt."""
+        kept_per_frame, frames_with_kept (share), kept_area (a kept candidate's mean share of its
+        frame), motion_kept_share (|M'| / |M|), and with GT: precision (kept candidates hitting a
+        GT object), static_cover / moving_cover (GT objects that some kept candidate hits), n_kept,
+        n_static_gt."""
         out = {
             "kept_per_frame": _div(self.kept, self.frames),
             "frames_with_kept": _div(self.frames_with_kept, self.frames),
+            "kept_area": _div(self.kept_area, self.kept),
             "motion_kept_share": _div(self.motion_kept, self.motion_total),
             "n_frames": self.frames,
         }
@@ -110,7 +112,6 @@ class TeacherActivity:
                     "precision": _div(self.kept_hit, self.gt_kept),
                     "static_cover": _div(self.static_covered, self.static_gt),
                     "moving_cover": _div(self.moving_covered, self.moving_gt),
-                    "kept_area": _div(self.kept_area, self.gt_kept),
                     "n_kept": self.gt_kept,
                     "n_static_gt": self.static_gt,
                 }
@@ -134,8 +135,7 @@ def candidate_gt_counts(
 
     cands: :func:`extract_candidates` of N frames at the grid (h, w); gt: int [N, h, w] GT ids at
     the same grid (0 = background); gt_moving: bool [N, G+1] indexed by GT id (None = all static).
-    Returns the GT counts (kept_hit, gt_kept, static/moving gt and covered, gt_frames) and the
-    kept candidates' summed share of the frame (kept_area).
+    Returns the GT counts (kept_hit, gt_kept, static/moving gt and covered, gt_frames).
     """
     n, h, w = cands.index_map.shape
     if tuple(gt.shape) != (n, h, w):
@@ -179,7 +179,6 @@ def candidate_gt_counts(
         static_covered=float((covered & static).sum()),
         moving_gt=float(moving.sum()),
         moving_covered=float((covered & moving).sum()),
-        kept_area=float((cand_area * padded).sum()) / (h * w),
     )
 
 
@@ -239,6 +238,7 @@ def evaluate_teacher(
                     "frames": float(n),
                     "candidates_kept": float(cands.n_kept),
                     "frames_with_kept_share": float((cands.valid.sum(1) > 0).float().mean()),
+                    "candidates_kept_area": cands.kept_area_sum(),
                 }
                 if "motion" in batch:
                     masks, valid = ids_to_masks(

@@ -154,7 +154,8 @@ def distill_loss(
 
     stats: candidates_kept / candidates_dropped (teacher candidates above / below p, whole batch),
     candidates_small (regions at or under the size threshold), candidates_per_frame, frames (B*T),
-    frames_with_kept_share (frames with at least one kept candidate), motion_total / motion_kept
+    frames_with_kept_share (frames with at least one kept candidate), candidates_kept_area (kept
+    candidates' summed share of their frame), motion_total / motion_kept
     (valid motion masks / those in M'), motion_kept_share (|M'| / |M|; 0 when there is no motion
     mask), teacher_matched (matched kept
     candidates), teacher_student_agreement (mean IoU over matched pairs of a kept teacher candidate
@@ -231,6 +232,7 @@ def distill_loss(
         "candidates_per_frame": float(cands.n_kept) / max(n, 1),
         "frames": float(n),
         "frames_with_kept_share": float((cands.valid.sum(1) > 0).float().mean()) if n else 0.0,
+        "candidates_kept_area": cands.kept_area_sum(),
         "motion_total": motion_total,
         "motion_kept": motion_kept,
         "motion_kept_share": motion_kept_share,

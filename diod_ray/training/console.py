@@ -152,8 +152,8 @@ class EpochLine:
         """One line, for example::
 
         [diod-synthetic] distill epoch 9/14 step 288 | loss 0.912 (recon 0.061 motion 0.35
-        teacher 0.38 fg 0.12) | 9.8 clips/s | teacher 1.90 kept/frame, 71% frames, motion kept
-        84% | val F1@50 31.2 | 4:12 elapsed, eta 3:05
+        teacher 0.38 fg 0.12) | 9.8 clips/s | teacher 1.90 kept/frame (6.2% of the frame each),
+        71% frames, motion kept 84% | val F1@50 31.2 | 4:12 elapsed, eta 3:05
         """
         now = time.perf_counter() if now is None else now
         parts = [f"[{self.run_name}] {phase} epoch {epoch}/{self.total_epochs} step {step}"]
@@ -171,7 +171,9 @@ class EpochLine:
         if teacher:
             bits = []
             if (v := _num(teacher.get("teacher/kept_per_frame"))) is not None:
-                bits.append(f"{v:.2f} kept/frame")
+                area = _num(teacher.get("teacher/kept_area"))
+                each = f" ({100 * area:.1f}% of the frame each)" if area is not None else ""
+                bits.append(f"{v:.2f} kept/frame{each}")
             if (v := _num(teacher.get("teacher/frames_with_kept"))) is not None:
                 bits.append(f"{100 * v:.0f}% frames")
             if (v := _num(teacher.get("teacher/motion_kept_share"))) is not None:

@@ -134,6 +134,7 @@ def test_distill_loss_by_hand(source, score):
     assert abs(res.terms["fg_reg"].item() - reg) < 1e-6
     st = res.stats
     assert st["candidates_kept"] == 2 and st["candidates_dropped"] == 0
+    assert st["candidates_kept_area"] == pytest.approx(4 / 8)  # C1 and C2: 2 of 8 pixels each
     assert st["motion_total"] == 2 and st["motion_kept_share"] == 0.5
     # student argmax: slot 1 on {0, 1} (IoU 1 with C1), slot 0 on {3} only (IoU 1/2 with C2)
     assert abs(st["teacher_student_agreement"] - 0.75) < 1e-6

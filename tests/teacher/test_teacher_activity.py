@@ -90,7 +90,9 @@ def test_gt_counts_precision_and_static_cover():
     assert (counts.moving_gt, counts.moving_covered) == (1, 0)
     s = counts.summary()
     assert s["precision"] == 0.5 and s["static_cover"] == 0.5 and s["moving_cover"] == 0.0
-    assert s["kept_area"] == pytest.approx((12 + 15) / 2 / (H * W))  # A 12 px, B 15 px
+    assert cands.kept_area_sum() == pytest.approx((12 + 15) / (H * W))  # A 12 px, B 15 px
+    one = extract_candidates(attn, fg, cfg_with(), BG)  # p = 0.9: only A is kept
+    assert one.kept_area_sum() == pytest.approx(12 / (H * W))
     # a candidate overlapping a GT object at IoU exactly 0.5 is not a hit (F1@50's rule)
     half = torch.zeros(1, H, W, dtype=torch.int64)
     half[0, 1:4, 1:5] = 3
@@ -100,11 +102,26 @@ def test_gt_counts_precision_and_static_cover():
 
 def test_activity_sums_steps_and_rates():
     a = TeacherActivity()
-    a.add_step({"frames": 4, "candidates_kept": 6, "frames_with_kept_share": 0.5})
-    a.add_step({"frames": 4, "candidates_kept": 2, "frames_with_kept_share": 0.25})
+    a.add_step(
+        {
+            "frames": 4,
+            "candidates_kept": 6,
+            "frames_with_kept_share": 0.5,
+            "candidates_kept_area": 0.3,
+        }
+    )
+    a.add_step(
+        {
+            "frames": 4,
+            "candidates_kept": 2,
+            "frames_with_kept_share": 0.25,
+            "candidates_kept_area": 0.5,
+        }
+    )
     a.add_step({"frames": 2, "motion_total": 4, "motion_kept": 3})
     s = a.summary()
     assert s["kept_per_frame"] == 0.8 and s["frames_with_kept"] == 0.3
+    assert s["kept_area"] == pytest.approx(0.1)  # (0.3 + 0.5) / 8 kept candidates
     assert s["motion_kept_share"] == 0.75 and "precision" not in s  # no GT seen
     assert math.isnan(TeacherActivity().summary()["kept_per_frame"])
     assert TeacherActivity.from_tensor(a.to_tensor()) == a

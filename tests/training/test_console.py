@@ -39,6 +39,7 @@ def test_epoch_line_has_what_a_person_needs():
         teacher={
             "teacher/kept_per_frame": 1.9,
             "teacher/frames_with_kept": 0.71,
+            "teacher/kept_area": 0.062,
             "teacher/motion_kept_share": 0.84,
         },
         val_f1=0.312,
@@ -47,7 +48,7 @@ def test_epoch_line_has_what_a_person_needs():
     assert text.startswith("[run-a] distill epoch 9/14 step 288")
     assert "loss 0.912 (recon 0.061 teacher 0.38)" in text
     assert "9.8 clips/s" in text
-    assert "teacher 1.90 kept/frame, 71% frames, motion kept 84%" in text
+    assert "teacher 1.90 kept/frame (6.2% of the frame each), 71% frames, motion kept 84%" in text
     assert "val F1@50 31.2" in text
     assert "4:48 elapsed, eta 2:40" in text
     assert "\n" not in text and len(text) < 250
