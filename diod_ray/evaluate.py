@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             args.protocol,
             max_examples=args.save_examples,
             example_sink=sink,
+            slots_title=f"{which} slots",
         )
         if args.pseudo_labels:
             from diod_ray.teacher_diagnostics import evaluate_teacher

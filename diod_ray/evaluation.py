@@ -99,6 +99,7 @@ def evaluate_model(
     clip_len: int | None = None,
     max_examples: int = 0,
     example_sink: ExampleSink | None = None,
+    slots_title: str = "student slots",
     all_reduce: bool = False,
 ) -> dict[str, Any]:
     """Metrics of ``model`` over ``batches`` (dicts from ``iter_eval_batches``: ``frames``
@@ -148,8 +149,9 @@ def evaluate_model(
                 mv = moving[:, win].to(device) if moving is not None else None
                 acc.update(gt, pred, mv, known)
                 if example_sink is not None and n_examples < max_examples:
+                    budget = max_examples - n_examples
                     n_examples += _emit_examples(
-                        batch, win, pred, fg, cfg, example_sink, max_examples - n_examples
+                        batch, win, pred, fg, cfg, example_sink, budget, slots_title
                     )
     seconds = time.perf_counter() - t0
     if all_reduce:
@@ -166,7 +168,7 @@ def evaluate_model(
     return out
 
 
-def _emit_examples(batch, win, pred, fg, cfg, sink, budget: int) -> int:
+def _emit_examples(batch, win, pred, fg, cfg, sink, budget: int, slots_title: str) -> int:
     from diod_ray.viz import example_grid
 
     frames = batch["frames"][:, win].detach().float().cpu()
@@ -181,6 +183,7 @@ def _emit_examples(batch, win, pred, fg, cfg, sink, budget: int) -> int:
             motion=batch["motion"][b, win].cpu() if "motion" in batch else None,
             slots=pred[b].cpu(),
             fg=fg[b].float().cpu(),
+            slots_title=slots_title,
         )
         sink(f"{ids[b]}@{win.start}", img)
     return n

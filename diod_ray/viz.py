@@ -192,11 +192,12 @@ def example_grid(
     normalised: bool = True,
     titles: bool = True,
     pad: int = 2,
+    slots_title: str = "student slots",
 ) -> np.ndarray:
     """One picture of a clip: a row per kind, a column per frame. uint8 [H',W',3] RGB.
 
     Rows (those given, in this order): input frames, GT instances, motion masks, teacher
-    pseudo-labels, student slots (overlaid on the frames), W_fg heat map. Label maps may be at the
+    pseudo-labels, slots (overlaid on the frames; ``slots_title`` names whose), W_fg heat map. Label maps may be at the
     attention grid; everything is upsampled to the frame size."""
     img = to_uint8_frames(frames, normalised)
     T, H, W, _ = img.shape
@@ -208,7 +209,7 @@ def example_grid(
     if pseudo is not None:
         rows.append(("teacher pseudo-labels", label_image(_labels(pseudo, T), (H, W))))
     if slots is not None:
-        rows.append(("student slots", slot_overlay(img, _labels(slots, T))))
+        rows.append((slots_title, slot_overlay(img, _labels(slots, T))))
     if fg is not None:
         fgv = _to_numpy(fg)
         if fgv.ndim == 2:

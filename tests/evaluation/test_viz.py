@@ -47,12 +47,19 @@ def test_example_grid_layout_and_inputs():
     T, H, W = 3, 16, 32
     frames = torch.rand(T, 3, H, W) * 2 - 1
     lab = torch.randint(0, 5, (T, H // 4, W // 4))
-    full = viz.example_grid(
-        frames, motion=lab, pseudo=lab, slots=lab, fg=torch.rand(T, 4, 8), gt=lab, pad=2
-    )
+    fg = torch.rand(T, 4, 8)
+    full = viz.example_grid(frames, motion=lab, pseudo=lab, slots=lab, fg=fg, gt=lab, pad=2)
     band = max(12, min(24, H // 4))
     assert full.dtype == np.uint8 and full.ndim == 3 and full.shape[2] == 3
     assert full.shape == (6 * (H + band) + 5 * 2, T * W + (T - 1) * 2, 3)
+    # the slots row names whose slots they are (evaluate --weights teacher shows the teacher's)
+    teacher = viz.example_grid(
+        frames, motion=lab, pseudo=lab, slots=lab, fg=fg, gt=lab, pad=2,
+        slots_title="teacher slots",
+    )  # fmt: skip
+    differs = np.nonzero((teacher != full).any(axis=(1, 2)))[0]
+    title_band = (4 * (H + band + 2), 4 * (H + band + 2) + band)  # the 5th row's title band
+    assert len(differs) and title_band[0] <= differs.min() and differs.max() < title_band[1]
     only = viz.example_grid(frames, titles=False)
     assert only.shape == (H, T * W + (T - 1) * 2, 3)
     with pytest.raises(ValueError, match="label maps for"):
