@@ -197,8 +197,8 @@ def example_grid(
     """One picture of a clip: a row per kind, a column per frame. uint8 [H',W',3] RGB.
 
     Rows (those given, in this order): input frames, GT instances, motion masks, teacher
-    pseudo-labels, slots (overlaid on the frames; ``slots_title`` names whose), W_fg heat map. Label maps may be at the
-    attention grid; everything is upsampled to the frame size."""
+    pseudo-labels, slots (overlaid on the frames; ``slots_title`` names whose), W_fg heat map.
+    Label maps may be at the attention grid; everything is upsampled to the frame size."""
     img = to_uint8_frames(frames, normalised)
     T, H, W, _ = img.shape
     rows: list[tuple[str, np.ndarray]] = [("input", img)]

@@ -41,9 +41,9 @@ def inspect_split(
     weights: str | None = None,
 ) -> dict:
     """Clips, T/H/W, GT objects per clip and their share of the frame, motion segments per frame
-    and, where GT and moving
-    flags exist, :class:`~diod_ray.data.mask_quality.MaskQuality` of the motion masks and, with
-    ``checkpoint``, the W_fg coverage of static vs moving objects (:mod:`.fg_coverage`)."""
+    and, where GT and moving flags exist, :class:`~diod_ray.data.mask_quality.MaskQuality` of the
+    motion masks and, with ``checkpoint``, the W_fg coverage of static vs moving objects
+    (:mod:`.fg_coverage`)."""
     from diod_ray.data.mask_quality import MaskQuality
 
     manifest = read_manifest(uri, split, data_cfg)

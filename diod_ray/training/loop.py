@@ -92,8 +92,8 @@ def epoch_teacher_summary(
 ) -> dict[str, float]:
     """One distillation epoch's teacher activity, summed over the ranks (every rank calls it), as
     ``teacher/*`` keys: kept_per_frame, frames_with_kept, kept_area, motion_kept_share, and over the
-    run so far min_kept_per_frame and epochs_without_candidates. Rank 0 prints one warning line when the epoch
-    kept no candidate at all (the teacher term of eq. 5 was then zero)."""
+    run so far min_kept_per_frame and epochs_without_candidates. Rank 0 prints one warning line
+    when the epoch kept no candidate at all (the teacher term of eq. 5 was then zero)."""
     total = activity.all_reduce(ts.device)
     s = total.summary()
     rates = ("kept_per_frame", "frames_with_kept", "kept_area", "motion_kept_share")

@@ -405,6 +405,8 @@ def test_ray_job_submit_runs_the_smoke_preset(smoke_data, tmp_path):
             recorded.write_bytes(recorded_before)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(500)
 def test_local_cli_starts_its_own_ray_without_the_preemption_watcher_error(smoke_data, tmp_path):
     """`python -m diod_ray.train` on a laptop (no RAY_ADDRESS) starts its own Ray instance with
     LOCAL_CLUSTER_ENV: the console has its epoch lines and JSON line, and not the core_worker.cc
