@@ -106,11 +106,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from diod_ray.data.errors import DataError
     from diod_ray.data.pipeline import eval_dataset, iter_eval_batches
-    from diod_ray.training.console import quiet_ray_data_console
     from diod_ray.training.driver import ensure_ray
 
-    quiet_ray_data_console()  # Ray Data's per-execution blocks go to Ray's log files, as in training
-    ensure_ray()  # joins RAY_ADDRESS when set, else a fresh local Ray
+    # joins RAY_ADDRESS when set, else a fresh local Ray; Ray Data's per-execution console blocks
+    # go to Ray's log files, as in training
+    ensure_ray()
     split = args.split or cfg.data.test_split
     bs = args.batch_size or cfg.run.eval_batch_size
     sink = None

@@ -146,9 +146,7 @@ def candidate_gt_counts(
     kept_mask = cands.valid.to(device)  # [N, C]
     padded = torch.zeros(n, c, dtype=torch.bool, device=device)
     padded[:, : min(c, kept_mask.shape[1])] = kept_mask[:, :c]
-    # kept candidates come first in each frame, so index < max_kept covers them all
-    is_kept = (idx >= 0) & (idx < c)
-    is_kept &= padded.gather(1, idx.clamp(0, c - 1).view(n, -1)).view(n, h, w)
+    is_kept = cands.kept_pixels().to(device)
     col = torch.where(is_kept, idx + 1, torch.zeros_like(idx))  # [N, h, w] 0 = no kept candidate
     gt_ids, rows = torch.unique(gt.long(), return_inverse=True)  # [U], [N, h, w]
     u = gt_ids.numel()

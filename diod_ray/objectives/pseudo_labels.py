@@ -60,16 +60,22 @@ class Candidates:
         """[N, C, h, w] float binary masks of every candidate (materialised on demand)."""
         return self.masks_upto(self.num_candidates)
 
+    def kept_pixels(self) -> Tensor:
+        """[N, h, w] bool: the pixel lies in a kept candidate."""
+        n, h, w = self.index_map.shape
+        c = self.max_kept
+        idx = self.index_map.view(n, h * w)
+        if c == 0:
+            return torch.zeros(n, h, w, dtype=torch.bool, device=idx.device)
+        # kept candidates come first in each frame, so index < max_kept covers them all
+        kept_at = self.valid[:, :c].gather(1, idx.clamp(0, c - 1)) & (idx >= 0) & (idx < c)
+        return kept_at.view(n, h, w)
+
     def kept_area_sum(self) -> float:
         """Sum over kept candidates of their share of the frame (divided by ``n_kept``: a kept
         candidate's mean area; objects are a few % of a frame, docs/teacher.md)."""
         n, h, w = self.index_map.shape
-        c = self.max_kept
-        if c == 0:
-            return 0.0
-        idx = self.index_map.view(n, h * w)
-        kept_at = self.valid[:, :c].gather(1, idx.clamp(0, c - 1)) & (idx >= 0) & (idx < c)
-        return float(kept_at.sum()) / (h * w)
+        return float(self.kept_pixels().sum()) / (h * w)
 
     def masks_upto(self, c: int) -> Tensor:
         """[N, c, h, w] float masks of the first c candidates (c = max_kept gives the kept ones)."""

@@ -105,9 +105,16 @@ def ensure_ray() -> None:
     joins one started with ``ray start``), else start a fresh local Ray for this process.
 
     Without RAY_ADDRESS, ``ray.init()`` would try the address recorded in
-    /tmp/ray/ray_current_cluster, which after a crash points at a dead cluster and hangs."""
+    /tmp/ray/ray_current_cluster, which after a crash points at a dead cluster and hangs.
+
+    Ray Data's per-execution console blocks are quieted first (this process's datasets, and a
+    local cluster's processes inherit the setting): every command line that runs Ray goes
+    through here."""
     import ray
 
+    from diod_ray.training.console import quiet_ray_data_console
+
+    quiet_ray_data_console()
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
@@ -192,11 +199,7 @@ def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
         from diod_ray.data.generate import ensure_synthetic
 
         ensure_synthetic(cfg, progress=progress)
-    from diod_ray.training.console import quiet_ray_data_console
-
-    # before Ray starts, so a local cluster's processes inherit the quiet Ray Data logging; the
-    # driver checks the shards with Ray Data before the fit
-    quiet_ray_data_console()
+    # quiets Ray Data before Ray starts: the driver checks the shards with Ray Data before the fit
     ensure_ray()
     result = fit(cfg)
     summary = summarise(cfg, result)
