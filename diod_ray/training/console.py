@@ -4,9 +4,9 @@ Rank 0 prints one line per epoch (phase, epoch/total, losses, clips/s, the teach
 distillation, validation F1 when it was computed, elapsed and ETA); the warning for an epoch
 whose teacher kept nothing is printed by the loop (training loop, ``epoch_teacher_summary``).
 Ray Data logs every dataset
-execution as a multi-line INFO block on the console of the process that runs it; those blocks
-stay in Ray's log files (``<session>/logs/ray-data*.log``) and leave the console, see
-:func:`quiet_ray_data_console`.
+execution (its plan, progress) on the console of the process that runs it; public DataContext
+settings and logging levels keep that off the console and in Ray's log files
+(``<session>/logs/ray-data*.log``), see :func:`quiet_ray_data_console`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import os
 import time
 from typing import Any
 
-# set to 1 to keep Ray Data's per-execution INFO blocks on the console (debugging the pipeline)
+# set to 1 to keep Ray Data's per-execution output on the console (debugging the pipeline)
 VERBOSE_ENV = "DIOD_RAY_DATA_CONSOLE"
-# Ray Data's default logging configuration with the console at WARNING
-QUIET_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_data_logging.yaml")
 
 # the loss terms shown on the line, in this order, with their short names
 _LOSS_NAMES = (
@@ -38,69 +36,69 @@ class _DropProgressNotice(logging.Filter):
         return "Progress bars disabled" not in record.getMessage()
 
 
-def quiet_ray_data_console() -> None:
-    """Keep Ray Data's per-execution output off this process's console.
+def _is_ray_console(handler: logging.Handler) -> bool:
+    """A console handler Ray installed (a StreamHandler subclass from a ``ray`` module); file
+    handlers and handlers others attach (a test runner's capture) are not."""
+    return (
+        isinstance(handler, logging.StreamHandler)
+        and not isinstance(handler, logging.FileHandler)
+        and type(handler).__module__.startswith("ray.")
+    )
 
-    Two sources: progress bars (tqdm bars forwarded from Ray workers, or, where stdout is not a
-    terminal, multi-line INFO "progress" blocks), turned off with the public
-    ``DataContext.enable_progress_bars`` (a Dataset copies the context when it is created, so this
-    runs before any Dataset is built, in the driver and in each Train worker); and the INFO
-    execution-plan lines of the ``ray.data`` logger, whose console handler is raised to WARNING.
-    Ray Data's file handler (DEBUG, ``ray-data.log`` in the Ray session's log directory) is left as
-    it is, so everything stays in the log files and the dashboard. A user who brings their own
-    ``RAY_DATA_LOGGING_CONFIG``, or sets ``DIOD_RAY_DATA_CONSOLE=1``, keeps Ray's defaults."""
-    if os.environ.get(VERBOSE_ENV) == "1" or (
-        os.environ.get("RAY_DATA_LOGGING_CONFIG", QUIET_CONFIG) != QUIET_CONFIG
-    ):
+
+def quiet_ray_data_console() -> None:
+    """Keep Ray Data's per-execution output off this process's console, with public settings.
+
+    ``DataContext`` (public; a Dataset copies the context when it is created and carries it into
+    every process that runs it, Train workers and tasks included, so this runs before any Dataset
+    is built):
+
+    - ``enable_progress_bars = False``: no tqdm bars, and where stdout is not a terminal (Ray
+      workers, ``ray job logs``) no multi-line INFO "Running Dataset" progress blocks;
+    - ``print_on_execution_start = False``: no "Starting execution" / "Execution plan of
+      Dataset" INFO lines at the start of every execution.
+
+    Python's logging API on the ``ray.data`` logger: Ray's console handler is raised to WARNING
+    (other INFO records stay in Ray Data's session log file, ``ray-data.log``, which keeps its
+    level) and drops Ray Data's one-time "Progress bars disabled" warning. No Ray class or
+    module is named. ``DIOD_RAY_DATA_CONSOLE=1`` keeps Ray's defaults."""
+    if os.environ.get(VERBOSE_ENV) == "1":
         return
-    # Ray Data re-applies its logging configuration in some code paths (a task worker switching
-    # dataset logs): pointing it at the quiet copy keeps the console at WARNING then too, and a
-    # local cluster started after this call inherits the variable in every process
-    os.environ["RAY_DATA_LOGGING_CONFIG"] = QUIET_CONFIG
     from ray.data import DataContext  # importing ray.data installs its logging configuration
 
-    DataContext.get_current().enable_progress_bars = False
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
     for handler in logging.getLogger("ray.data").handlers:
-        # Ray's console handler (a StreamHandler); its session file handler is a plain Handler,
-        # and handlers others attach (a test runner's capture) are left alone
-        is_console = (
-            isinstance(handler, logging.StreamHandler)
-            and not isinstance(handler, logging.FileHandler)
-            and type(handler).__module__.startswith("ray.")
-        )
-        if is_console and handler.level < logging.WARNING:
+        if not _is_ray_console(handler):
+            continue
+        if handler.level < logging.WARNING:
             handler.setLevel(logging.WARNING)
-        if is_console and not any(isinstance(f, _DropProgressNotice) for f in handler.filters):
+        if not any(isinstance(f, _DropProgressNotice) for f in handler.filters):
             handler.addFilter(_DropProgressNotice())
 
 
-class _BelowLevelFromFileLogger(logging.Filter):
-    """Drops records under ``level`` from Ray Train loggers named by a file path.
-
-    Ray Train V2's ``RunConfig(logging_config=LoggingConfig(log_level=...))`` filters the
-    ``ray.train`` loggers, but the per-report "Reporting training result ..." line comes from a
-    logger named by its module's ``__file__`` (``.../ray/train/v2/_internal/execution/context.py``
-    in Ray 2.60), which that filter does not see; this is the smallest workaround, one filter on
-    the worker's console handlers, matched on the logger name only."""
-
-    def __init__(self, level: int):
-        super().__init__()
-        self.level = level
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from_train_file = record.name.endswith(".py") and "/ray/train/" in record.name
-        return not (from_train_file and record.levelno < self.level)
-
-
 def quiet_ray_train_console(level_name: str) -> None:
-    """In a Train worker: apply ``run.ray_train_log_level`` also to Ray Train's path-named
-    loggers (see :class:`_BelowLevelFromFileLogger`) on the console handlers."""
+    """In a Train worker: ``run.ray_train_log_level`` for every logger of the process that has no
+    level of its own, not only the ``ray.train`` ones that Train's public
+    ``RunConfig(logging_config=LoggingConfig(log_level=...))`` sets.
+
+    Ray Train V2 logs its per-report "Reporting training result ..." line from a logger named by
+    a module's file path rather than under ``ray.train``, so that setting does not reach it; such
+    a logger takes the root logger's level. diod_ray itself prints (no logging), so raising the
+    worker process's root level (public ``logging`` API) hides only other libraries' INFO lines.
+    In-process runs (local mode, ``run.num_workers=0``: not a Ray actor) keep the caller's
+    logging as it is."""
+    import ray
+
     level = logging.getLevelName(level_name)
     if not isinstance(level, int) or level <= logging.INFO:
         return
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _BelowLevelFromFileLogger) for f in handler.filters):
-            handler.addFilter(_BelowLevelFromFileLogger(level))
+    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+        return
+    root = logging.getLogger()
+    if root.getEffectiveLevel() < level:
+        root.setLevel(level)
 
 
 def format_duration(seconds: float | None) -> str:
