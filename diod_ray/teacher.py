@@ -44,14 +44,15 @@ class EMATeacher:
     ema: keep rate (``distill.ema``): teacher = ema * teacher + (1 - ema) * student.
     bn_mode: BatchNorm behaviour of the teacher's forward (``distill.teacher_bn``):
 
-        * ``"eval"`` (default): the whole teacher runs in eval mode, BatchNorm uses its running
+        * ``"eval"``: the whole teacher runs in eval mode, BatchNorm uses its running
           statistics (themselves the EMA of the student's running statistics). Pseudo-labels then do
           not depend on which clips share a batch or on the per-rank batch size under DDP (a rank of
           a multi-GPU run may see 1-2 clips, where batch statistics are noisy), and the teacher is
           the same function when labelling and when evaluated. This is the usual mean-teacher choice.
-        * ``"train"``: the reference's behaviour (it never calls ``.eval()``): BatchNorm normalises
-          with the teacher batch's own statistics and updates running statistics, which the next EMA
-          update then overwrites. Use it to reproduce the reference numbers.
+        * ``"train"`` (default): the reference's behaviour (it never calls ``.eval()``): BatchNorm
+          normalises with the teacher batch's own statistics and updates running statistics, which
+          the next EMA update then blends back towards the student's. The rest of the teacher runs
+          as at eval (see :meth:`_apply_bn_mode`).
     frozen: offline pseudo-labelling (``distill.offline``, Table 4 (b)): the teacher stays the
         end-of-burn-in model and :meth:`update` does nothing.
 
@@ -80,7 +81,14 @@ class EMATeacher:
     # -- forward ------------------------------------------------------------------------------
 
     def _apply_bn_mode(self) -> None:
-        self.model.train(self.bn_mode == "train")
+        """Eval mode for everything but BatchNorm, which follows ``bn_mode``: only the
+        normalisation statistics differ between the modes, never the slot initialisation (with
+        ``model.slot_init=learned`` a train-mode module would draw random initial slots)."""
+        self.model.eval()
+        if self.bn_mode == "train":
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.train()
 
     def __call__(self, video: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         """Teacher forward (``ModelOutput``) under ``torch.no_grad()`` in the configured BN mode."""
@@ -184,6 +192,30 @@ def keep_rate(cfg: Config) -> float:
             f"EMA; set one (ema_half_life_steps=0 to use ema, or leave ema at {DEFAULT_EMA})"
         )
     return 0.5 ** (1.0 / hl)
+
+
+# distillation should span at least this many teacher half-lives, so that the teacher at the end
+# is the student's recent average and not still the burn-in model (the paper: keep rate 0.996, a
+# 173-step half-life, over hundreds of distillation epochs of ~115 steps)
+MIN_HALF_LIVES = 5.0
+
+
+def teacher_horizon(cfg: Config, distill_steps: int) -> str | None:
+    """None when ``distill_steps`` span at least :data:`MIN_HALF_LIVES` teacher half-lives (or the
+    teacher is frozen / there is no distillation), else one line saying how far short it is and
+    what to set."""
+    if distill_steps <= 0 or cfg.distill.offline:
+        return None
+    hl = half_life(keep_rate(cfg))
+    spans = distill_steps / hl if hl > 0 else math.inf
+    if spans >= MIN_HALF_LIVES:
+        return None
+    return (
+        f"distillation is {distill_steps} steps, {spans:.1f} teacher half-lives of {hl:.0f} steps "
+        f"(keep rate {keep_rate(cfg):.4f}); at least {MIN_HALF_LIVES:.0f} are needed for the "
+        f"teacher to leave the burn-in model: lengthen schedule.distill_epochs or set "
+        f"distill.ema_half_life_steps <= {distill_steps / MIN_HALF_LIVES:.0f} (docs/teacher.md)"
+    )
 
 
 def build_teacher(student: nn.Module, cfg: Config) -> EMATeacher:

@@ -143,8 +143,12 @@ class ModelConfig:
     slot_mlp_hidden: int = 128
     # index of the background slot (negative counts from the end)
     bg_slot: int = -1
-    # "learned": mean and scale learned, sampled per clip; "fixed": the reference's fixed random buffer
-    slot_init: Literal["learned", "fixed"] = "learned"
+    # "fixed" (default, the authors' code): one random draw at construction kept as a buffer, the
+    # same starting slots for every clip and for student and teacher alike (the EMA of an
+    # unchanging buffer is itself), so the teacher's slots start where the student's do;
+    # "learned": per-slot mean and scale learned, a fresh draw per clip in training and the mean
+    # at eval (the teacher then starts from the mean, not from the student's draw)
+    slot_init: Literal["learned", "fixed"] = "fixed"
     # slot-attention steps on frame 0 before the per-frame steps, and steps per frame
     pre_steps: int = 1
     steps_per_frame: int = 1
@@ -167,9 +171,12 @@ class ObjectivesConfig:
     prob_eps: float = 1e-8
     # object-size weight of the positive BCE term in burn-in: "reference" = 2 - |o|/(h w), "none" = 1
     size_weight: Literal["reference", "none"] = "reference"
-    # per-frame normalisation: "paper" = mean over objects then mean over frames with objects;
-    # "reference" = mean over objects, summed over frames, divided by batch size
-    normalisation: Literal["paper", "reference"] = "paper"
+    # per-frame normalisation of the matched BCE terms (motion masks, teacher pseudo-labels):
+    # "reference" (default, the authors' code) = mean over objects, summed over the T frames,
+    # divided by the batch size, so the mask and teacher terms weigh T times more against the
+    # reconstruction than under "paper" = mean over objects, then mean over frames with objects
+    # (eq. 3-4 read literally). The authors' numbers were trained with the sum.
+    normalisation: Literal["paper", "reference"] = "reference"
 
 
 @dataclass
@@ -184,9 +191,11 @@ class DistillConfig:
     # and takes precedence over `ema` (which must then stay at its default; both set is an error);
     # 0 = use `ema`. Short runs need it: distillation should span many half-lives (docs/teacher.md)
     ema_half_life_steps: float = 0.0
-    # teacher BatchNorm: "eval" uses running statistics (stable labels, default);
-    # "train" uses batch statistics like the reference
-    teacher_bn: Literal["eval", "train"] = "eval"
+    # teacher BatchNorm: "train" (default, the authors' code, which never calls .eval() on the
+    # teacher) normalises with the teacher batch's own statistics; "eval" uses the EMA'd running
+    # statistics (labels independent of which clips share a batch; the usual mean-teacher
+    # choice). Only BatchNorm changes mode: the rest of the teacher always runs as at eval
+    teacher_bn: Literal["eval", "train"] = "train"
     # "one_to_many": every connected region is a candidate; "one_to_one": one per teacher slot
     connection: Literal["one_to_many", "one_to_one"] = "one_to_many"
     connectivity: Literal[4, 8] = 4
@@ -218,8 +227,11 @@ class OptimConfig:
     decay_rate: float = 0.5
     decay_steps: int = 50000
     grad_clip: float = 1.0
-    # restart the warmup at the phase switch (the reference does, by relaunching)
-    restart_warmup_at_distill: bool = False
+    # the authors relaunch distillation as a new process: the warm-up starts again from step 0
+    # of distillation and Adam starts with no moments. Both are the default; false keeps the
+    # burn-in's learning rate and Adam state running through the switch
+    restart_warmup_at_distill: bool = True
+    restart_optimizer_at_distill: bool = True
 
 
 @dataclass

@@ -19,7 +19,7 @@ import ray.train.torch
 import torch
 
 from diod_ray.config import Config, from_dict
-from diod_ray.teacher import keep_rate, unwrap
+from diod_ray.teacher import keep_rate, teacher_horizon, unwrap
 from diod_ray.teacher_diagnostics import TeacherActivity
 from diod_ray.training.console import EpochLine, quiet_ray_data_console, quiet_ray_train_console
 from diod_ray.training.eval_in_run import evaluate_in_run
@@ -134,6 +134,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     log = Logger(cfg, rank)
     if rank == 0:
         print(f"[diod_ray] {cfg.run.name}: {how}; {plan}", flush=True)
+        short = teacher_horizon(cfg, plan.total_steps - plan.burn_in_end)
+        if short:
+            print(f"[diod_ray] warning: {short}", flush=True)
     line = EpochLine(cfg.run.name, plan.total_epochs, plan.total_steps, ts.step)
     last_ckpt_step = ts.step
     last_val: dict[str, float] = {}  # the last epoch's val/*, repeated in the final report
@@ -150,7 +153,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 keep_burn_in_checkpoint(ts, "end")
                 ts.metrics["burn_in_kept"] = 1.0
-            ts.make_teacher()
+            ts.start_distillation()
             if cfg.run.evaluate_at_end and "burn_in/f1" not in ts.metrics:  # every rank
                 ts.metrics.update(prefixed("burn_in", evaluate_in_run(ts)))
                 log.scalars(ts.metrics, ts.step)

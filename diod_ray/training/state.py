@@ -36,8 +36,7 @@ class TrainState:
         self.student = build_model(cfg).to(device)
         if device.type == "cuda" and cfg.run.channels_last:
             self.student = self.student.to(memory_format=torch.channels_last)
-        params = [p for p in self.student.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr)
+        self.optimizer = self._new_optimizer()
         use_scaler = device.type == "cuda" and cfg.run.precision == "fp16"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.teacher = None
@@ -50,6 +49,20 @@ class TrainState:
         """Duplicate the student into the EMA teacher (end of burn-in, paper §3.3.1); frozen in
         offline pseudo-labelling mode."""
         self.teacher = build_teacher(self.student, self.cfg)
+
+    def start_distillation(self) -> None:
+        """The switch from burn-in to distillation: make the teacher and, with
+        ``optim.restart_optimizer_at_distill`` (the default, as the authors' code, which relaunches
+        distillation as a new process), give the student a fresh Adam (no first/second moments
+        carried over from burn-in). The warm-up restart is a function of the step
+        (``optim.restart_warmup_at_distill``, training/schedule.py), so a resume needs nothing."""
+        self.make_teacher()
+        if self.cfg.optim.restart_optimizer_at_distill:
+            self.optimizer = self._new_optimizer()
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.cfg.optim.lr)
 
     # -- checkpoint ---------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:

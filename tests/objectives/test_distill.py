@@ -190,6 +190,7 @@ def test_one_to_one_connection_merges_a_slots_regions():
 
 def test_global_loss_sum_and_per_frame_normalisation():
     cfg = Config()
+    cfg.objectives.normalisation = "paper"
     cfg.objectives.w_motion, cfg.objectives.w_teacher, cfg.objectives.w_recon = 2.0, 3.0, 0.5
     # 1 clip, 2 frames: frame 0 has motion objects 1.0 and 3.0, frame 1 none
     motion = torch.tensor([[[1.0, 3.0], [7.0, 9.0]]])

@@ -109,7 +109,9 @@ def test_bn_modes():
     # train: batch statistics (reference behaviour); the running stats get updated
     a, b = tr(x)[:1], tr(torch.cat([x[:1], 5 * x[1:]]))[:1]
     assert not torch.allclose(a, b)
-    assert tr.model.training and tr.model.bn.num_batches_tracked == 2
+    assert tr.model.bn.training and tr.model.bn.num_batches_tracked == 2
+    # only BatchNorm follows the mode: everything else runs as at eval
+    assert not tr.model.training and not tr.model.head.training
     with pytest.raises(ValueError, match="teacher_bn"):
         EMATeacher(student, 0.99, "frozen")
     with pytest.raises(ValueError, match="ema"):
@@ -183,3 +185,45 @@ def test_teacher_weights_of_a_saved_distillation_state_load_for_inference(tmp_pa
     assert not all(torch.equal(student.state_dict()[k], expected[k]) for k in expected)
     with pytest.raises(CheckpointError, match="no teacher"):
         load_model(str(tmp_path / "burn_in"), which="teacher")
+
+
+def test_train_bn_teacher_starts_from_the_learned_mean_not_a_random_draw():
+    """With ``model.slot_init=learned`` a train-mode module draws random initial slots per clip;
+    the teacher's BatchNorm mode must not turn that on (its labels would be noise)."""
+    from diod_ray.config import apply_overrides, load_config
+    from diod_ray.model import build_model
+
+    cfg = apply_overrides(load_config("smoke"), {"model.slot_init": "learned"})
+    torch.manual_seed(0)
+    teacher = EMATeacher(build_model(cfg), 0.99, "train")
+    video = torch.randn(2, cfg.data.clip_len, 3, cfg.data.height, cfg.data.width)
+    a, b = teacher(video), teacher(video)
+    torch.testing.assert_close(a.attn, b.attn)
+
+
+def test_start_distillation_restarts_adam_when_configured():
+    from diod_ray.config import apply_overrides, load_config
+    from diod_ray.training.state import TrainState
+
+    for restart in (True, False):
+        cfg = apply_overrides(load_config("smoke"), {"optim.restart_optimizer_at_distill": restart})
+        ts = TrainState(cfg, torch.device("cpu"))
+        loss = sum(p.float().pow(2).sum() for p in ts.student.parameters())
+        loss.backward()
+        ts.optimizer.step()
+        assert len(ts.optimizer.state) > 0
+        ts.start_distillation()
+        assert ts.teacher is not None
+        assert (len(ts.optimizer.state) == 0) is restart
+
+
+def test_teacher_horizon_names_the_fix_when_distillation_is_short():
+    from diod_ray.config import apply_overrides
+    from diod_ray.teacher import teacher_horizon
+
+    cfg = Config()  # keep rate 0.996: a 173-step half-life
+    assert teacher_horizon(cfg, 865) is None
+    short = teacher_horizon(cfg, 384)
+    assert "2.2 teacher half-lives" in short and "ema_half_life_steps <= 77" in short
+    assert teacher_horizon(apply_overrides(cfg, {"distill.ema_half_life_steps": 76.0}), 384) is None
+    assert teacher_horizon(apply_overrides(cfg, {"distill.offline": True}), 10) is None

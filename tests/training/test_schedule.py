@@ -34,6 +34,7 @@ def test_reference_lr_schedule_and_warmup_restart_option():
     plan = make_plan(cfg, 10)  # burn-in ends at step 50
     assert learning_rate(cfg, 4, plan) == pytest.approx(0.5 * 0.5**0.04)
     assert learning_rate(cfg, 100, plan) == pytest.approx(0.5)
-    assert learning_rate(cfg, 50, plan) == pytest.approx(0.5**0.5)  # warmup not restarted
-    restart = apply_overrides(cfg, {"optim.restart_warmup_at_distill": True})
-    assert learning_rate(restart, 50, plan) == pytest.approx(0.1 * 0.5**0.5)
+    # the default restarts the warm-up at distillation, as the authors' relaunch does
+    assert learning_rate(cfg, 50, plan) == pytest.approx(0.1 * 0.5**0.5)
+    running = apply_overrides(cfg, {"optim.restart_warmup_at_distill": False})
+    assert learning_rate(running, 50, plan) == pytest.approx(0.5**0.5)  # warmup not restarted
