@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -197,7 +197,11 @@ def _teacher_mode(model: nn.Module, bn_mode: str) -> Iterator[None]:
 
 
 def evaluate_teacher(
-    teacher: Any, batches: Iterable[dict], cfg: Config, all_reduce: bool = False
+    teacher: Any,
+    batches: Iterable[dict],
+    cfg: Config,
+    all_reduce: bool = False,
+    on_window: Callable[[Any, dict, slice], None] | None = None,
 ) -> dict[str, float]:
     """The teacher's pseudo-labels on evaluation batches, with GT-based precision and coverage.
 
@@ -207,7 +211,9 @@ def evaluate_teacher(
     into windows of ``data.clip_len`` frames like the clean evaluation protocol. Returns
     ``TeacherActivity.summary()`` of the whole pass (candidates kept per frame, frames with a kept
     candidate, motion masks kept, precision, static / moving cover). ``all_reduce``: sum the
-    counts over the ranks of a DDP job first (every rank must then call it).
+    counts over the ranks of a DDP job first (every rank must then call it). ``on_window``: called
+    with (the teacher's output, the batch, the window's frame slice) for every window, so a caller
+    measures more on the same forward pass (:mod:`diod_ray.preconditions`).
     """
     from diod_ray.metrics import downsample_nearest
     from diod_ray.objectives.distill import filter_motion_masks
@@ -227,6 +233,8 @@ def evaluate_teacher(
             for s in range(0, total_t, length):
                 win = slice(s, min(s + length, total_t))
                 out = model(frames[:, win])
+                if on_window is not None:
+                    on_window(out, batch, win)
                 b, t, k, h, w = out.attn.shape
                 n = b * t
                 attn = out.attn.float().reshape(n, k, h, w)
