@@ -232,6 +232,10 @@ class OptimConfig:
     # burn-in's learning rate and Adam state running through the switch
     restart_warmup_at_distill: bool = True
     restart_optimizer_at_distill: bool = True
+    # the epoch at which those restarts happen: -1 = the switch to distillation
+    # (schedule.burn_in_epochs). The sweeps' equal-length control ("more burn-in") sets it to the
+    # epoch it branches at, so control and DIOD see the same learning rate and Adam restart
+    restart_at_epoch: int = -1
 
 
 @dataclass

@@ -201,8 +201,13 @@ def _variant_overrides(name: str, burn_in: int, distill: int) -> dict[str, Any]:
     """The dotted overrides of one ablation variant for a plan of these lengths."""
     if name == "more_burn_in":
         # the branch resumes at the end of epoch `burn_in` and keeps burning in for `distill`
-        # epochs; the LR follows the global step, so it sees the same LR as the other branches
-        return {"schedule.burn_in_epochs": burn_in + distill, "schedule.distill_epochs": 0}
+        # epochs; its warm-up and Adam restart where the distillation branches' do (the switch,
+        # optim.restart_at_epoch), so it sees the same learning rate as they do
+        return {
+            "schedule.burn_in_epochs": burn_in + distill,
+            "schedule.distill_epochs": 0,
+            "optim.restart_at_epoch": burn_in,
+        }
     return dict(ABLATION_VARIANTS[name])
 
 

@@ -153,10 +153,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 keep_burn_in_checkpoint(ts, "end")
                 ts.metrics["burn_in_kept"] = 1.0
-            ts.start_distillation()
+            ts.make_teacher()
             if cfg.run.evaluate_at_end and "burn_in/f1" not in ts.metrics:  # every rank
                 ts.metrics.update(prefixed("burn_in", evaluate_in_run(ts)))
                 log.scalars(ts.metrics, ts.step)
+        if ts.step == plan.restart_step > 0 and cfg.optim.restart_optimizer_at_distill:
+            # after the kept burn-in checkpoint (which holds burn-in's Adam state) was written;
+            # a run resumed at this step restarts it again, the same way
+            ts.restart_optimizer()
         # batches of this epoch already consumed (resume): the epoch's stream is rebuilt and
         # skipped to there, so the rest of the epoch is what the uninterrupted run saw
         done = ts.step % plan.steps_per_epoch

@@ -17,10 +17,19 @@ class Plan:
     steps_per_epoch: int
     burn_in_epochs: int
     distill_epochs: int
+    # optim.restart_at_epoch: -1 = the switch (burn_in_epochs)
+    restart_epoch: int = -1
 
     @property
     def burn_in_end(self) -> int:
         return self.burn_in_epochs * self.steps_per_epoch
+
+    @property
+    def restart_step(self) -> int:
+        """The step at which warm-up and Adam restart (``optim.restart_*``): the switch to
+        distillation, or ``optim.restart_at_epoch`` (a control branch's start)."""
+        epoch = self.burn_in_epochs if self.restart_epoch < 0 else self.restart_epoch
+        return epoch * self.steps_per_epoch
 
     @property
     def total_steps(self) -> int:
@@ -41,19 +50,25 @@ class Plan:
 def make_plan(cfg: Config, steps_per_epoch: int) -> Plan:
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-    return Plan(steps_per_epoch, cfg.schedule.burn_in_epochs, cfg.schedule.distill_epochs)
+    return Plan(
+        steps_per_epoch,
+        cfg.schedule.burn_in_epochs,
+        cfg.schedule.distill_epochs,
+        cfg.optim.restart_at_epoch,
+    )
 
 
 def learning_rate(cfg: Config, step: int, plan: Plan) -> float:
     """The reference schedule: lr = base * min(1, s / warmup) * decay_rate ** (step / decay_steps).
 
-    ``s`` counts from 0 at the start of the run, or from the start of distillation when
-    ``optim.restart_warmup_at_distill`` is set (what the reference does by relaunching).
-    The exponential decay always follows the global step.
+    ``s`` counts from 0 at the start of the run, or, when ``optim.restart_warmup_at_distill`` is
+    set (the default: the reference relaunches distillation), from :attr:`Plan.restart_step`
+    (the start of distillation, or of a control branch). The exponential decay always follows
+    the global step.
     """
     o = cfg.optim
     since = step
-    if o.restart_warmup_at_distill and step >= plan.burn_in_end:
-        since = step - plan.burn_in_end
+    if o.restart_warmup_at_distill and step >= plan.restart_step:
+        since = step - plan.restart_step
     warm = 1.0 if o.warmup_steps <= 0 else min(1.0, (since + 1) / o.warmup_steps)
     return o.lr * warm * o.decay_rate ** (step / o.decay_steps)

@@ -50,15 +50,13 @@ class TrainState:
         offline pseudo-labelling mode."""
         self.teacher = build_teacher(self.student, self.cfg)
 
-    def start_distillation(self) -> None:
-        """The switch from burn-in to distillation: make the teacher and, with
-        ``optim.restart_optimizer_at_distill`` (the default, as the authors' code, which relaunches
-        distillation as a new process), give the student a fresh Adam (no first/second moments
-        carried over from burn-in). The warm-up restart is a function of the step
-        (``optim.restart_warmup_at_distill``, training/schedule.py), so a resume needs nothing."""
-        self.make_teacher()
-        if self.cfg.optim.restart_optimizer_at_distill:
-            self.optimizer = self._new_optimizer()
+    def restart_optimizer(self) -> None:
+        """A fresh Adam for the student (no first/second moments carried over): what the authors'
+        code does by relaunching distillation as a new process. Called at
+        :attr:`~diod_ray.training.schedule.Plan.restart_step` when
+        ``optim.restart_optimizer_at_distill`` is set; the warm-up restart is a function of the
+        step (``optim.restart_warmup_at_distill``, training/schedule.py)."""
+        self.optimizer = self._new_optimizer()
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.student.parameters() if p.requires_grad]

@@ -67,10 +67,12 @@ def test_ablation_and_threshold_plans_share_one_burn_in():
     plan = ablation_plan(400, 500, [0, 1])
     assert plan.stages[0].num_trials == 2 and plan.stages[1].num_trials == 10
     assert plan.epochs_saved == 10 * 400 - 2 * 400
-    # the control continues burn-in over the branch's epochs instead of distilling
+    # the control continues burn-in over the branch's epochs instead of distilling, and restarts
+    # warm-up and Adam where the distillation branches do (at their switch, epoch 400)
     assert plan.stages[1].variants["more_burn_in"] == {
         "schedule.burn_in_epochs": 900,
         "schedule.distill_epochs": 0,
+        "optim.restart_at_epoch": 400,
     }
     assert plan.stages[1].variants["offline"] == {"distill.offline": True}
     t = threshold_plan(400, 500, trials=10, search_alpha=False, search_ema=True)

@@ -38,3 +38,9 @@ def test_reference_lr_schedule_and_warmup_restart_option():
     assert learning_rate(cfg, 50, plan) == pytest.approx(0.1 * 0.5**0.5)
     running = apply_overrides(cfg, {"optim.restart_warmup_at_distill": False})
     assert learning_rate(running, 50, plan) == pytest.approx(0.5**0.5)  # warmup not restarted
+    # a control branch that starts at epoch 3 restarts there, the same way
+    branch = apply_overrides(cfg, {"optim.restart_at_epoch": 3})
+    bplan = make_plan(branch, 10)
+    assert bplan.restart_step == 30
+    assert learning_rate(branch, 30, bplan) == pytest.approx(0.1 * 0.5**0.3)
+    assert learning_rate(branch, 50, bplan) == pytest.approx(0.5**0.5)  # 20 steps in: warm
