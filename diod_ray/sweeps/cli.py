@@ -25,9 +25,9 @@ from diod_ray.config import (
     preset_names,
 )
 from diod_ray.storage import normalise_uri
+from diod_ray.sweeps.cluster import sweep_cluster
 from diod_ray.sweeps.driver import RESULTS_FILE, RUNS_DIR, SweepError, run_stage
 from diod_ray.sweeps.plan import (
-    DRIVER_RESOURCE,
     MODE,
     OBJECTIVE,
     TIME_ATTR,
@@ -58,39 +58,26 @@ def sweep_root(args: argparse.Namespace) -> str:
     return normalise_uri(f"{args.storage.rstrip('/')}/{args.name}")
 
 
-def cluster_shape(args: argparse.Namespace) -> tuple[dict[str, float] | None, bool]:
-    """(what the plan may assume about CPUs: this machine's, or None on a cluster; whether the
-    cluster defines the driver resource). Concurrency never follows what is up right now; only
-    the head node's driver resource is looked up (the head is always up)."""
-    if args.cluster_resources is not None:
-        shape = json.loads(args.cluster_resources)
-        return None, float(shape.get(DRIVER_RESOURCE, 0)) > 0
-    if os.environ.get("RAY_ADDRESS"):
-        import ray
-
-        from diod_ray.training.driver import ensure_ray
-
-        ensure_ray()
-        return None, float(ray.cluster_resources().get(DRIVER_RESOURCE, 0)) > 0
-    return {"CPU": float(os.cpu_count() or 1)}, False
-
-
 def describe(
     args: argparse.Namespace, plan: SweepPlan, cfg: Config, hint: float | None
 ) -> dict[str, Any]:
-    """The plan with the resources each trial requests, the concurrency and estimated cost."""
-    local, driver_res = cluster_shape(args)
-    res = trial_resources(cfg, driver_res)
-    conc = planned_concurrency(
-        plan, res, args.max_concurrent, None if local is None else local["CPU"]
-    )
+    """The plan with the resources each trial requests, the cluster it plans for, the
+    concurrency (per stage, what limits it, the head memory it needs) and estimated cost.
+    Raises PlanError for a plan the head's memory cannot hold."""
+    shape = sweep_cluster(args)
+    res = trial_resources(cfg, shape.driver_resource)
     kind = device_kind(cfg)
+    conc = planned_concurrency(plan, res, kind, shape, args.max_concurrent)
     out = plan.to_dict()
     out["resources"] = {
         "per_trial": res.to_dict(),
-        "max_concurrent_trials": conc,
+        **conc.to_dict(),
         "device": kind,
-        "where": "this machine" if local else "cluster (trials wait for the autoscaler)",
+        "driver_resource": shape.driver_resource,
+        "cluster": {"CPU": shape.cpus, "GPU": shape.gpus, "source": shape.source},
+        "where": "this machine"
+        if shape.source == "this machine"
+        else "cluster (trials wait for the autoscaler)",
     }
     if hint:
         total = res.total
@@ -100,12 +87,30 @@ def describe(
             f"naive_{kind}_hours": round(device_hours(plan.naive_epochs, hint, total, kind), 4),
             f"saved_{kind}_hours": round(device_hours(plan.epochs_saved, hint, total, kind), 4),
             "wall_hours_lower_bound": round(
-                sum(-(-s.num_trials // conc) * s.epochs_per_trial * hint for s in plan.stages)
+                sum(
+                    -(-s.num_trials // conc.per_stage[s.name]) * s.epochs_per_trial * hint
+                    for s in plan.stages
+                )
                 / 3600,
                 4,
             ),
         }
     return out
+
+
+def concurrency_line(summary: dict[str, Any]) -> str:
+    """One line: trials at once per stage, what limits them, and the head memory they need."""
+    r = summary["resources"]
+    mem = r["head_memory"]
+    have = "unknown: pass --head-memory-gb to check it"
+    if mem["available_gb"] is not None:
+        have = f"{mem['available_gb']:g} GB available"
+    stages = ", ".join(f"{k} {v}" for k, v in r["per_stage"].items())
+    return (
+        f"[sweep] trials at once: {stages} (limited by {r['limited_by']}); head memory needed "
+        f"{mem['needed_gb']:g} GB ({mem['per_trial_gb']:g} GB per running trial + "
+        f"{mem['sweep_driver_gb']:g} GB for this driver), {have}"
+    )
 
 
 def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict[str, Any]:
@@ -120,8 +125,9 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict
 
     ensure_ray()
     summary = describe(args, plan, cfg, None)
-    conc = summary["resources"]["max_concurrent_trials"]
-    res = trial_resources(cfg, cluster_shape(args)[1])
+    print(concurrency_line(summary), flush=True)
+    per_stage = summary["resources"]["per_stage"]
+    res = trial_resources(cfg, summary["resources"]["driver_resource"])
     sweep = {
         "kind": plan.kind,
         "name": args.name,
@@ -167,7 +173,7 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict
             root=root,
             sweep=meta,
             res=res,
-            max_concurrent=conc,
+            max_concurrent=per_stage[stage.name],
             max_failures=args.max_failures,
             stop_after_trials=args.stop_after_trials,
             **kwargs,
@@ -202,14 +208,34 @@ def sweep_parser(prog: str, description: str, default_name: str) -> argparse.Arg
         "--max-concurrent",
         type=int,
         default=0,
-        help="trials at once (default: this machine's CPUs over a trial's; on a cluster "
-        "(RAY_ADDRESS): every trial of a stage, pending ones wait for the autoscaler)",
+        help="trials at once (default: the cluster's GPUs, or CPUs for a CPU preset, over one "
+        "trial's, at least 1, within the head's memory; a searched stage at most a quarter of "
+        "its trials); refused when the head's memory cannot hold that many",
     )
     p.add_argument(
         "--cluster-resources",
         default=None,
-        help='for --dry-run: the cluster as JSON, e.g. \'{"CPU": 8, "GPU": 0, '
-        '"TRAIN_DRIVER_RESOURCE": 1}\' (plans for a cluster instead of this machine)',
+        help="plan for this cluster instead of this machine or RAY_ADDRESS's, as JSON, e.g. "
+        '\'{"CPU": 8, "GPU": 64, "TRAIN_DRIVER_RESOURCE": 1, "head_memory_gb": 16}\'',
+    )
+    p.add_argument(
+        "--cluster-gpus",
+        type=float,
+        default=None,
+        help="GPUs the cluster can have (its autoscaler's maximum; default: those up now)",
+    )
+    p.add_argument(
+        "--cluster-cpus",
+        type=float,
+        default=None,
+        help="CPUs the cluster can have (default: those up now, or this machine's)",
+    )
+    p.add_argument(
+        "--head-memory-gb",
+        type=float,
+        default=None,
+        help="memory of the node that runs the trial drivers (default: its Ray memory "
+        "resource, or this machine's memory)",
     )
     p.add_argument("--max-failures", type=int, default=0, help="Tune-level retries per trial")
     p.add_argument(
@@ -232,6 +258,7 @@ def dry_run(args: argparse.Namespace, plan: SweepPlan) -> dict[str, Any]:
     summary = describe(args, plan, cfg, hint)
     summary["sweep_dir"] = root
     print(json.dumps(summary, indent=2, default=str))
+    print(concurrency_line(summary), flush=True)
     ep = summary["epochs"]
     print(
         f"\nreuse: {ep['burn_in']} burn-in + {ep['distill']} distillation epochs instead of "

@@ -352,21 +352,27 @@ def asha_rungs(grace_period: int, max_t: int, reduction_factor: float) -> list[f
 # resources each trial requests and the concurrency, re-exported for the sweeps' callers
 from diod_ray.sweeps.resources import (  # noqa: E402
     DRIVER_RESOURCE,
+    ClusterShape,
+    Concurrency,
     TrialResources,
     device_hours,
     device_kind,
     planned_concurrency,
+    search_cap,
     train_workers,
     trial_resources,
 )
 
 __all__ = [
     "DRIVER_RESOURCE",
+    "ClusterShape",
+    "Concurrency",
     "PlanError",
     "TrialResources",
     "device_hours",
     "device_kind",
     "planned_concurrency",
+    "search_cap",
     "train_workers",
     "trial_resources",
 ]

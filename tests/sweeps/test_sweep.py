@@ -123,30 +123,84 @@ def test_asha_rungs_fall_inside_distillation(distill, rf, rungs):
     assert asha_rungs(grace, max_t, rf) == rungs
 
 
-def test_resources_and_concurrency_come_from_the_plan():
+def _shape(cpus=8.0, gpus=0.0, head=16.0):
+    from diod_ray.sweeps.plan import ClusterShape
+
+    return ClusterShape(cpus, gpus, head, True, "test cluster")
+
+
+def test_resources_and_concurrency_come_from_the_limiting_resource():
     gpu = load_preset("tri-pd")  # 8 GPU workers per run
     res = trial_resources(gpu, driver_resource=True)
     assert res.driver == {"CPU": 0.0, "TRAIN_DRIVER_RESOURCE": 0.01}
     assert res.workers == [{"CPU": 1.0, "GPU": 1.0}] * 8 and res.total["GPU"] == 8
-    plan = alpha_burnin_plan([0.2, 0.3, 0.4], [200, 300, 400], 500, [0])
-    # on a cluster: every trial of the largest stage; Ray holds what does not fit
-    assert planned_concurrency(plan, res, 0, None) == 9
-    assert planned_concurrency(plan, res, 2, None) == 2
+    plan = alpha_burnin_plan([0.2, 0.3, 0.4], [200, 300, 400], 500, [0, 1, 2])
+    # the cluster's GPUs over a trial's, never every trial (27 here): 64 / 8 = 8 at once
+    conc = planned_concurrency(plan, res, "GPU", _shape(gpus=64))
+    assert conc.trials == 8 and conc.per_stage == {"burn_in": 8, "distill": 8}
+    assert planned_concurrency(plan, res, "GPU", _shape(gpus=71)).trials == 8  # floor
+    # none up yet (an autoscaling cluster at rest): one trial, which waits for the autoscaler
+    idle = planned_concurrency(plan, res, "GPU", _shape(gpus=0))
+    assert idle.trials == 1 and "--cluster-gpus" in idle.notes[0]
+    assert planned_concurrency(plan, res, "GPU", _shape(gpus=64), cap=2).trials == 2
+    # a stage never runs more than its trials
+    small = alpha_burnin_plan([0.2], [200, 300], 500, [0])
+    assert planned_concurrency(small, res, "GPU", _shape(gpus=64)).per_stage == {
+        "burn_in": 1,
+        "distill": 2,
+    }
     local = trial_resources(load_preset("smoke"), driver_resource=False)
     assert local.driver["CPU"] == 0.0 and local.driver["memory"] > 0  # no driver resource here
     assert local.workers == [{"CPU": 1.0}] and local.total["CPU"] == 2.0  # worker + data
-    assert planned_concurrency(plan, local, 0, 2.0) == 1
-    assert planned_concurrency(plan, local, 0, 16.0) == 8
+    assert planned_concurrency(plan, local, "CPU", _shape(cpus=2.0)).trials == 1
+    assert planned_concurrency(plan, local, "CPU", _shape(cpus=16.0)).trials == 8
+
+
+def test_head_memory_bounds_the_plan_and_refuses_what_it_cannot_hold():
+    from diod_ray.sweeps.resources import (
+        HEAD_MEMORY_PER_TRIAL_GB,
+        SWEEP_DRIVER_MEMORY_GB,
+        head_memory_needed_gb,
+    )
+
+    res = trial_resources(load_preset("tri-pd"), driver_resource=True)
+    plan = alpha_burnin_plan([0.2, 0.3, 0.4], [200, 300, 400], 500, [0, 1, 2])
+    # what the plan needs: the sweep's driver + one driver and one Train controller per trial
+    conc = planned_concurrency(plan, res, "GPU", _shape(gpus=64, head=16))
+    assert conc.head_memory_needed_gb == pytest.approx(
+        SWEEP_DRIVER_MEMORY_GB + 8 * HEAD_MEMORY_PER_TRIAL_GB
+    )
+    assert conc.to_dict()["head_memory"]["available_gb"] == 16
+    # a derived concurrency the head cannot hold is lowered to what it holds
+    head = SWEEP_DRIVER_MEMORY_GB + 3.5 * HEAD_MEMORY_PER_TRIAL_GB
+    fit = planned_concurrency(plan, res, "GPU", _shape(gpus=64, head=head))
+    assert fit.trials == 3 and fit.limited_by.startswith("head memory")
+    assert head_memory_needed_gb(3) <= head < head_memory_needed_gb(4)
+    # an explicit --max-concurrent it cannot hold is refused, naming what would fit
+    with pytest.raises(PlanError, match=r"27 trial\(s\) at once need .* use --max-concurrent 13"):
+        planned_concurrency(plan, res, "GPU", _shape(gpus=216, head=16), cap=27)
+    # a head that cannot hold one trial: refused whatever the devices
+    with pytest.raises(PlanError, match="a head with more memory"):
+        planned_concurrency(plan, res, "GPU", _shape(gpus=64, head=1.0))
+
+
+def test_searched_stage_leaves_room_for_results_to_inform_proposals():
+    res = trial_resources(load_preset("tri-pd"), driver_resource=True)
+    for trials, cap in ((16, 4), (6, 1), (3, 1), (40, 10)):
+        plan = threshold_plan(400, 500, trials=trials, search_alpha=False, search_ema=False)
+        conc = planned_concurrency(plan, res, "GPU", _shape(gpus=1024, head=1000))
+        assert conc.per_stage == {"burn_in": 1, "search": cap}, trials
 
 
 def test_gpu_dry_run_plans_on_a_cluster_with_no_gpus_up(capsys, tmp_path):
-    """The shipped autoscaling configs start with 0 GPU nodes: the plan is still made, with
-    the resources each trial requests, and nothing is started."""
+    """The shipped autoscaling configs start with 0 GPU nodes: the plan is still made (one trial
+    at a time unless --cluster-gpus says what the cluster can grow to), with the resources each
+    trial requests, the head memory it needs, and nothing is started."""
     import ray
 
     threshold_p = _script("threshold_p")
     ray_was_up = ray.is_initialized()
-    shape = json.dumps({"CPU": 8, "GPU": 0, "TRAIN_DRIVER_RESOURCE": 1})
+    shape = json.dumps({"CPU": 8, "GPU": 0, "TRAIN_DRIVER_RESOURCE": 1, "head_memory_gb": 16})
     args = ["--dry-run", "--preset", "tri-pd", "--storage", str(tmp_path), "--trials", "8"]
     rc = threshold_p.main(args + ["--cluster-resources", shape])
     out = capsys.readouterr().out
@@ -155,8 +209,27 @@ def test_gpu_dry_run_plans_on_a_cluster_with_no_gpus_up(capsys, tmp_path):
     per_trial = summary["resources"]["per_trial"]
     assert per_trial["driver"] == {"CPU": 0.0, "TRAIN_DRIVER_RESOURCE": 0.01}
     assert per_trial["workers"] == [{"CPU": 1.0, "GPU": 1.0}] * 8
-    assert summary["resources"]["max_concurrent_trials"] == 8
+    assert summary["resources"]["max_concurrent_trials"] == 1
     assert "autoscaler" in summary["resources"]["where"]
+    assert "[sweep] trials at once: burn_in 1, search 1" in out and "head memory needed" in out
+    # the cluster can grow to 64 GPUs: 8 trials' worth, the search stage 8 // 4 = 2 at once
+    rc = threshold_p.main(args + ["--cluster-resources", shape, "--cluster-gpus", "64"])
+    out = capsys.readouterr().out
+    summary = json.loads(out[: out.rindex("}") + 1])
+    assert rc == 0 and summary["resources"]["max_concurrent_trials"] == 8
+    assert summary["resources"]["per_stage"] == {"burn_in": 1, "search": 2}
+    assert not os.listdir(tmp_path)
+
+
+def test_dry_run_refuses_a_plan_the_head_cannot_hold(capsys, tmp_path):
+    alpha_burnin = _script("alpha_burnin")
+    shape = json.dumps({"GPU": 216, "TRAIN_DRIVER_RESOURCE": 1, "head_memory_gb": 16})
+    args = ["--dry-run", "--preset", "tri-pd", "--storage", str(tmp_path), "--seeds", "0", "1"]
+    rc = alpha_burnin.main(args + ["--cluster-resources", shape, "--max-concurrent", "27"])
+    out, err = capsys.readouterr()
+    assert rc != 0 and "Traceback" not in out + err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "need" in lines[0] and "--max-concurrent 13" in lines[0], err
     assert not os.listdir(tmp_path)
 
 
