@@ -98,7 +98,7 @@ def ray_pipeline(cfg, uri: str, passes: int = 2) -> dict:
     """read_parquet + decode + weak/strong augmentation -> torch batches, clips/s per pass
     (epoch p = pass p: a fresh ordered Dataset each, as the training loop builds them)."""
     c = _bench_cfg(cfg, uri)
-    n = shards.count_clips(uri, c.data.train_split, c.data)
+    n = shards.count_clips(uri, c.data.train_split, c.storage)
     rates = []
     for p in range(passes):
         t0 = time.perf_counter()
@@ -174,7 +174,7 @@ def main() -> None:
             clips, r = render(cfg, n)
             if args.order_cost_only:
                 local = os.path.join(tmp, name)
-                shards.write_split(local, "train", clips, cfg.data, clips_per_file=8)
+                shards.write_split(local, "train", clips, cfg.storage, clips_per_file=8)
                 result[name] = {"clips": n, "order_cost_local": order_cost(cfg, local)}
                 break
             r["clips"] = n
@@ -183,7 +183,7 @@ def main() -> None:
             local = os.path.join(tmp, name)
             s3 = f"s3://diod-bench/{name}"
             for uri in (local, s3):
-                shards.write_split(uri, "train", clips, cfg.data, clips_per_file=8)
+                shards.write_split(uri, "train", clips, cfg.storage, clips_per_file=8)
             r["pipeline_local"] = ray_pipeline(cfg, local)
             r["pipeline_s3"] = ray_pipeline(cfg, s3)
             if not args.skip_order_cost:

@@ -141,7 +141,7 @@ def _data(resolution: tuple[int, int], clips: int) -> dict:
 
         DataContext.get_current().enable_progress_bars = False
         with tempfile.TemporaryDirectory() as tmp:
-            shards.write_split(tmp, "train", rendered, cfg.data, clips_per_file=4)
+            shards.write_split(tmp, "train", rendered, cfg.storage, clips_per_file=4)
             out["pipeline_local"] = dt.ray_pipeline(cfg, tmp)
     finally:
         ray.shutdown()

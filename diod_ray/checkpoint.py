@@ -3,8 +3,9 @@
 A checkpoint is a directory holding ``state.pt`` (one ``torch.save`` dict of tensors and plain
 Python values, loadable with ``torch.load(weights_only=True)``: a checkpoint from someone else
 cannot run code) and ``config.yaml`` (the run's configuration, human readable). The directory may
-live on local disk or in S3 (``s3://bucket/prefix/...``). No Ray here: evaluation, prediction and
-the data tools read checkpoints without it; :mod:`diod_ray.training.state` writes them in a run.
+live on local disk or in object storage (any URI :mod:`diod_ray.storage` opens). No Ray here:
+evaluation, prediction and the data tools read checkpoints without it;
+:mod:`diod_ray.training.state` writes them in a run.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import yaml
+
+if TYPE_CHECKING:
+    from diod_ray.config import StorageConfig
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.yaml"
@@ -97,29 +101,33 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path
     return directory
 
 
-def _read_bytes(uri: str) -> bytes:
-    """Bytes of ``<uri>/state.pt`` from local disk or S3 (:mod:`diod_ray.storage`)."""
+def _read_bytes(uri: str, settings: StorageConfig | None = None) -> bytes:
+    """Bytes of ``<uri>/state.pt`` (or of ``uri`` when it names the file), local or remote."""
     from diod_ray import storage
 
-    if storage.is_s3(uri):
-        try:
-            return storage.read_uri(storage.join(uri, STATE_FILE))
-        except storage.StorageError as exc:
-            raise CheckpointError(f"checkpoint {uri!r}: cannot read {STATE_FILE}: {exc}") from exc
-    path = Path(os.path.expanduser(uri))
-    if path.is_dir():
-        path = path / STATE_FILE
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {uri!r}: {path} does not exist")
-    return path.read_bytes()
+    try:
+        fs, path = storage.filesystem_for(uri, settings)
+        with storage.storage_errors(uri, what="opening the checkpoint"):
+            if not storage.exists(fs, path):
+                raise CheckpointError(f"checkpoint {uri!r}: {path} does not exist")
+            if storage.is_dir(fs, path):
+                path = f"{path.rstrip('/')}/{STATE_FILE}"
+        return storage.read_bytes(fs, path, uri)
+    except storage.StorageError as exc:
+        raise CheckpointError(f"checkpoint {uri!r}: cannot read {STATE_FILE}: {exc}") from exc
 
 
-def load_state(uri: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint directory (or its state.pt) with ``torch.load(weights_only=True)``."""
+def load_state(
+    uri: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    settings: StorageConfig | None = None,
+) -> dict[str, Any]:
+    """Load a checkpoint directory (or its state.pt) with ``torch.load(weights_only=True)``;
+    ``settings``: the config's ``storage:`` section (endpoint, region) for a remote one."""
     import io
 
     uri = str(uri)
-    data = _read_bytes(uri)
+    data = _read_bytes(uri, settings)
     try:
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle / zip errors: truncated or not a checkpoint

@@ -32,6 +32,7 @@ from diod_ray.config.schema import (
     OptimConfig,
     RunConfig,
     ScheduleConfig,
+    StorageConfig,
     SyntheticConfig,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "ScheduleConfig",
+    "StorageConfig",
     "SyntheticConfig",
     "add_config_args",
     "add_set_argument",

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from diod_ray.config.schema import Config, ConfigError
+from diod_ray.config.schema import MOVED_KEYS, Config, ConfigError
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -82,6 +82,8 @@ def _coerce(key: str, value: Any, t: Any) -> Any:
 
 
 def _unknown(key: str) -> ConfigError:
+    if key in MOVED_KEYS:
+        return ConfigError(f"config key {key!r} is now {MOVED_KEYS[key]!r}")
     keys = valid_keys()
     return ConfigError(f"unknown config key {key!r}; valid keys are:\n  " + "\n  ".join(keys))
 

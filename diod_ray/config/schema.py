@@ -109,9 +109,6 @@ class DataConfig:
     max_objects: int = 16
     # clips per optimiser step in all (the paper's 8), split evenly over run.num_workers
     batch_size: int = 8
-    # S3-compatible storage: endpoint and region; credentials only from the AWS environment
-    s3_endpoint_url: str = ""
-    s3_region: str = ""
     prefetch_batches: int = 2
     # seed of the training data order and augmentation; -1 = derive it from run.seed (so a
     # sweep over run.seed varies the data too); an explicit value fixes the data across seeds
@@ -297,6 +294,29 @@ class RunConfig:
 
 
 @dataclass
+class StorageConfig:
+    """Where data, runs, sweeps and Tune's experiment state live (diod_ray/storage.py): one
+    endpoint for all of them. Credentials never go here: the AWS default chain supplies them."""
+
+    # S3-compatible endpoint (MinIO, Ceph, moto), e.g. http://minio:9000; "" = AWS_ENDPOINT_URL_S3,
+    # else AWS_ENDPOINT_URL, else AWS itself
+    endpoint_url: str = ""
+    # "" = AWS_REGION, else AWS_DEFAULT_REGION (us-east-1 for a custom endpoint without one)
+    region: str = ""
+    # true: local paths (run.storage_path, a sweep's --storage) are a mount every node shares
+    # (NFS, a cluster file system), so a multi-node cluster may use them; false: a local path on
+    # a cluster of more than one node is refused before anything runs (docs/data.md)
+    shared_local: bool = False
+
+
+# keys that moved: a config or --set naming the old key is told the new one
+MOVED_KEYS = {
+    "data.s3_endpoint_url": "storage.endpoint_url",
+    "data.s3_region": "storage.region",
+}
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -305,3 +325,4 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 bad_checkpoint = (CheckpointError,)
             try:
                 summary = inspect_uri(
-                    args.uri, args.split, cfg.data, args.limit, args.checkpoint, args.weights
+                    args.uri, args.split, cfg, args.limit, args.checkpoint, args.weights
                 )
             except bad_checkpoint as exc:  # missing, truncated or foreign checkpoint
                 print(f"error: {exc}", file=sys.stderr)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "validate":
             from diod_ray.data.shards import validate
 
-            problems = validate(args.uri, args.split, cfg.data)
+            problems = validate(args.uri, args.split, cfg.storage)
             for p in problems:
                 print(p)
             print(json.dumps({"uri": args.uri, "problems": len(problems)}))

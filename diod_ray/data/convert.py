@@ -371,7 +371,7 @@ def convert(
     writer = ShardWriter(
         out,
         split,
-        cfg.data,
+        cfg.storage,
         clips_per_file=clips_per_file,
         overwrite=overwrite,
         info={

@@ -109,7 +109,7 @@ def generate_split(
     writer = ShardWriter(
         uri,
         split,
-        cfg.data,
+        cfg.storage,
         clips_per_file=CLIPS_PER_FILE,
         overwrite=overwrite,
         info={
@@ -138,13 +138,17 @@ def ensure_synthetic(cfg: Config, progress: bool = True) -> None:
     training job then validates on the first clips of test and says so once (docs/data.md).
     A folder whose manifest names another benchmark version than the config is refused."""
     d = cfg.data
-    fresh = not split_exists(d.uri, d.train_split, d)
+    fresh = not split_exists(d.uri, d.train_split, cfg.storage)
     for split in (d.train_split, d.test_split):
-        if split_exists(d.uri, split, d):
+        if split_exists(d.uri, split, cfg.storage):
             _check_version(cfg, split)
         else:
             generate_split(cfg, split, progress=progress)
-    if fresh and d.synthetic.num_val_clips > 0 and not split_exists(d.uri, d.val_split, d):
+    if (
+        fresh
+        and d.synthetic.num_val_clips > 0
+        and not split_exists(d.uri, d.val_split, cfg.storage)
+    ):
         generate_split(cfg, d.val_split, progress=progress)
 
 
@@ -154,7 +158,7 @@ def _check_version(cfg: Config, split: str) -> None:
     from diod_ray.data.errors import DataError
     from diod_ray.data.shards import read_manifest
 
-    synth = read_manifest(cfg.data.uri, split, cfg.data).get("synthetic")
+    synth = read_manifest(cfg.data.uri, split, cfg.storage).get("synthetic")
     if not isinstance(synth, dict):
         return  # converted data under a synthetic config: nothing to compare
     have, want = int(synth.get("version", 1)), cfg.data.synthetic.version

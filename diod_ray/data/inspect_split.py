@@ -10,7 +10,7 @@ import numpy as np
 from diod_ray.data.shards import iter_clips, list_splits, read_manifest
 
 if TYPE_CHECKING:
-    from diod_ray.config import DataConfig
+    from diod_ray.config import Config
 
 
 def _stats(values: list[float]) -> dict:
@@ -35,7 +35,7 @@ def _clean(d: dict) -> dict:
 def inspect_split(
     uri: str,
     split: str,
-    data_cfg: DataConfig | None = None,
+    cfg: Config | None = None,
     limit: int | None = None,
     checkpoint: str | None = None,
     weights: str | None = None,
@@ -46,11 +46,12 @@ def inspect_split(
     (:mod:`.fg_coverage`)."""
     from diod_ray.data.mask_quality import MaskQuality
 
-    manifest = read_manifest(uri, split, data_cfg)
-    quality = MaskQuality(min_gt_pixels=data_cfg.min_mask_pixels if data_cfg else 1)
+    settings = cfg.storage if cfg else None
+    manifest = read_manifest(uri, split, settings)
+    quality = MaskQuality(min_gt_pixels=cfg.data.min_mask_pixels if cfg else 1)
     objects, segments, moving_objects, areas = [], [], [], []
     seen = with_moving = 0
-    for clip in iter_clips(uri, split, data_cfg, limit=limit):
+    for clip in iter_clips(uri, split, settings, limit=limit):
         seen += 1
         segments.extend(len(np.unique(m[m > 0])) for m in clip.motion)
         if clip.gt is not None:
@@ -85,7 +86,7 @@ def inspect_split(
         if checkpoint:
             from diod_ray.data.fg_coverage import fg_coverage
 
-            clips = iter_clips(uri, split, data_cfg, limit=limit)
+            clips = iter_clips(uri, split, settings, limit=limit)
             out["fg_coverage"] = fg_coverage(checkpoint, clips, weights=weights)
     return out
 
@@ -93,13 +94,13 @@ def inspect_split(
 def inspect_uri(
     uri: str,
     split: str | None = None,
-    data_cfg: DataConfig | None = None,
+    cfg: Config | None = None,
     limit: int | None = None,
     checkpoint: str | None = None,
     weights: str | None = None,
 ) -> dict:
-    splits = [split] if split else list_splits(uri, data_cfg)
+    splits = [split] if split else list_splits(uri, cfg.storage if cfg else None)
     return {
         "uri": uri,
-        "splits": {s: inspect_split(uri, s, data_cfg, limit, checkpoint, weights) for s in splits},
+        "splits": {s: inspect_split(uri, s, cfg, limit, checkpoint, weights) for s in splits},
     }

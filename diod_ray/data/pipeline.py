@@ -41,7 +41,7 @@ from diod_ray.data.augment import augment_clip, random_window, resize_frames
 from diod_ray.data.errors import DataError, ShardFormatError
 from diod_ray.data.order import BUFFER, clip_rng, data_seed, epoch_files, rng, shuffle_buffer
 from diod_ray.data.schema import check_table_schema, decode_row
-from diod_ray.data.shards import part_files, read_manifest
+from diod_ray.data.shards import Split, open_split
 
 # clips per map_batches call: small keeps memory flat at 480x968 and streams well
 MAP_BATCH_CLIPS = 4
@@ -52,14 +52,12 @@ MAP_BATCH_CLIPS = 4
 # ------------------------------------------------------------------------------------------
 
 
-def _check_parts(cfg: Config, split: str, clip_ids: bool = False):
+def _check_parts(cfg: Config, split: str, clip_ids: bool = False, opened: Split | None = None):
     """Manifest + every part file's footer (schema version, readability) checked up front, so a
     bad shard fails in the driver with its file named instead of deep inside a Ray task.
     Returns (filesystem, paths, manifest, clip ids per file or None)."""
-    uri = cfg.data.uri
-    manifest = read_manifest(uri, split, cfg.data)
-    fs, _ = storage.filesystem_for(uri, cfg.data)
-    paths = part_files(uri, split, cfg.data)
+    opened = opened or open_split(cfg.data.uri, split, cfg.storage)
+    uri, fs, paths, manifest = opened.uri, opened.fs, opened.part_paths, opened.manifest
     ids: list[list[str]] = []
     for p in paths:
         with storage.storage_errors(uri, file=p, what="opening a shard"):
@@ -97,16 +95,17 @@ _INDEX: dict[tuple[str, ...], TrainIndex] = {}
 
 def train_index(cfg: Config) -> TrainIndex:
     # keyed by the manifest's identity too: a split rewritten in place is read again
-    m = read_manifest(cfg.data.uri, cfg.data.train_split, cfg.data)
+    opened = open_split(cfg.data.uri, cfg.data.train_split, cfg.storage)
+    m = opened.manifest
     key = (
         cfg.data.uri,
         cfg.data.train_split,
-        cfg.data.s3_endpoint_url,
+        cfg.storage.endpoint_url,
         repr(m.get("files")),
         str(m.get("created")),
     )
     if key not in _INDEX:
-        fs, paths, manifest, ids = _check_parts(cfg, cfg.data.train_split, clip_ids=True)
+        fs, paths, manifest, ids = _check_parts(cfg, cfg.data.train_split, True, opened)
         t = int(manifest.get("num_frames", 0))
         _INDEX[key] = TrainIndex(fs, tuple(paths), tuple(tuple(i) for i in ids), t)
     return _INDEX[key]

@@ -1,9 +1,13 @@
 """Clip shards: ``<uri>/<split>/part-NNNNN.parquet`` plus ``<uri>/<split>/_manifest.json``.
 
 Writing is atomic per split: part files go to ``<uri>/_tmp/<split>-<random>/`` and are moved to
-``<uri>/<split>/`` only when every clip is written (local: one directory rename; S3: server-side
-copy of each object). The manifest (file list, clip counts, schema version) is written last, so a
-split "exists" exactly when its manifest does. Nothing existing is replaced unless ``overwrite``.
+``<uri>/<split>/`` only when every clip is written (:func:`diod_ray.storage.replace_dir`: one
+rename on a local disk, server-side copies on S3). The manifest (file list, clip counts, schema
+version) is written last, so a split "exists" exactly when its manifest does. Nothing existing is
+replaced unless ``overwrite``.
+
+Reading opens a split once (:func:`open_split`: filesystem, paths, manifest) and hands the
+:class:`Split` down; the URI-taking helpers below are one-call conveniences over it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from diod_ray import storage
@@ -37,14 +40,10 @@ from diod_ray.data.schema import (
 )
 
 if TYPE_CHECKING:
-    from diod_ray.config import DataConfig
+    from diod_ray.config import StorageConfig
 
 MANIFEST = "_manifest.json"
-TMP_DIR = "_tmp"
-
-
-def split_path(path: str, split: str) -> str:
-    return posixpath.join(path, split)
+TMP_DIR = storage.TMP_DIR
 
 
 # ------------------------------------------------------------------------------------------
@@ -52,10 +51,41 @@ def split_path(path: str, split: str) -> str:
 # ------------------------------------------------------------------------------------------
 
 
-def read_manifest(uri: str, split: str, data_cfg: DataConfig | None = None) -> dict:
-    fs, path = storage.filesystem_for(uri, data_cfg)
-    storage.check_bucket(fs, path, uri)
-    mpath = posixpath.join(path, split, MANIFEST)
+@dataclass(frozen=True)
+class Split:
+    """One opened split: where it is (URI, filesystem, the filesystem's path of ``<uri>/<split>``)
+    and its manifest, read once. Hand it down instead of the URI."""
+
+    uri: str
+    name: str
+    fs: object  # the storage filesystem (diod_ray.storage.filesystem_for)
+    path: str
+    manifest: dict
+
+    @property
+    def clips(self) -> int:
+        return int(self.manifest["clips"])
+
+    @property
+    def part_paths(self) -> list[str]:
+        """Filesystem paths of the part files, in manifest order."""
+        return [posixpath.join(self.path, f["name"]) for f in self.manifest["files"]]
+
+    @property
+    def part_uris(self) -> list[str]:
+        """The part files as URIs (``s3://...`` or absolute local paths)."""
+        return storage.uris_of(self.uri, self.part_paths)
+
+    def read_part(self, fpath: str, columns=None) -> pa.Table:
+        return read_part(self.fs, fpath, self.uri, columns)
+
+
+def open_split(uri: str, split: str, settings: StorageConfig | None = None) -> Split:
+    """Open ``<uri>/<split>``: check the bucket, read and check the manifest (one request each)."""
+    fs, root = storage.filesystem_for(uri, settings)
+    storage.check_bucket(fs, root, uri)
+    path = posixpath.join(root, split)
+    mpath = posixpath.join(path, MANIFEST)
     with storage.storage_errors(uri, file=mpath, what=f"reading the manifest of split {split!r}"):
         if not storage.exists(fs, mpath):
             raise SplitMissingError(
@@ -76,33 +106,34 @@ def read_manifest(uri: str, split: str, data_cfg: DataConfig | None = None) -> d
             file=mpath,
             expected=f"version {SCHEMA_VERSION}",
         )
-    return manifest
+    return Split(uri, split, fs, path, manifest)
 
 
-def split_exists(uri: str, split: str, data_cfg: DataConfig | None = None) -> bool:
+def read_manifest(uri: str, split: str, settings: StorageConfig | None = None) -> dict:
+    return open_split(uri, split, settings).manifest
+
+
+def split_exists(uri: str, split: str, settings: StorageConfig | None = None) -> bool:
     """True when ``<uri>/<split>/_manifest.json`` exists (the split was written completely)."""
-    fs, path = storage.filesystem_for(uri, data_cfg)
+    fs, path = storage.filesystem_for(uri, settings)
     storage.check_bucket(fs, path, uri)
     mpath = posixpath.join(path, split, MANIFEST)
     with storage.storage_errors(uri, file=mpath, what=f"checking split {split!r}"):
         return storage.exists(fs, mpath)
 
 
-def count_clips(uri: str, split: str, data_cfg: DataConfig | None = None) -> int:
-    return int(read_manifest(uri, split, data_cfg)["clips"])
+def count_clips(uri: str, split: str, settings: StorageConfig | None = None) -> int:
+    return open_split(uri, split, settings).clips
 
 
-def part_files(uri: str, split: str, data_cfg: DataConfig | None = None) -> list[str]:
+def part_files(uri: str, split: str, settings: StorageConfig | None = None) -> list[str]:
     """Filesystem paths of the split's part files, in manifest order."""
-    fs, path = storage.filesystem_for(uri, data_cfg)
-    manifest = read_manifest(uri, split, data_cfg)
-    return [posixpath.join(path, split, f["name"]) for f in manifest["files"]]
+    return open_split(uri, split, settings).part_paths
 
 
-def part_uris(uri: str, split: str, data_cfg: DataConfig | None = None) -> list[str]:
+def part_uris(uri: str, split: str, settings: StorageConfig | None = None) -> list[str]:
     """Like :func:`part_files` but as URIs (``s3://...`` or absolute local paths)."""
-    files = part_files(uri, split, data_cfg)
-    return [f"s3://{f}" for f in files] if storage.is_s3(uri) else files
+    return open_split(uri, split, settings).part_uris
 
 
 # ------------------------------------------------------------------------------------------
@@ -120,7 +151,7 @@ class ShardWriter:
 
     uri: str
     split: str
-    data_cfg: DataConfig | None = None
+    settings: StorageConfig | None = None
     clips_per_file: int = 32
     overwrite: bool = False
     frame_codec: str = "raw"
@@ -131,7 +162,7 @@ class ShardWriter:
     def __post_init__(self) -> None:
         if self.clips_per_file < 1:
             raise ValueError("clips_per_file must be >= 1")
-        self.fs, self.path = storage.filesystem_for(self.uri, self.data_cfg)
+        self.fs, self.path = storage.filesystem_for(self.uri, self.settings)
         self.final = posixpath.join(self.path, self.split)
         self.tmp = posixpath.join(self.path, TMP_DIR, f"{self.split}-{uuid.uuid4().hex[:12]}")
         self._rows: list[dict] = []
@@ -148,7 +179,7 @@ class ShardWriter:
         storage.check_bucket(self.fs, self.path, self.uri)
         self.check_destination()
         with storage.storage_errors(self.uri, file=self.tmp, what="creating temporary folder"):
-            self.fs.create_dir(self.tmp, recursive=True)
+            storage.create_dir(self.fs, self.tmp)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -162,10 +193,7 @@ class ShardWriter:
         if self.overwrite:
             return
         with storage.storage_errors(self.uri, file=self.final, what="checking destination"):
-            info = self.fs.get_file_info(self.final)
-            taken = info.type != pafs.FileType.NotFound
-            if taken and info.type == pafs.FileType.Directory:
-                taken = bool(self.fs.get_file_info(pafs.FileSelector(self.final, recursive=True)))
+            taken = storage.has_files(self.fs, self.final)
         if taken:
             raise SplitExistsError(
                 f"split {self.split!r} already exists; nothing was written",
@@ -215,7 +243,7 @@ class ShardWriter:
         table = pa.Table.from_pylist(self._rows, schema=SCHEMA)
         fpath = posixpath.join(self.tmp, name)
         with storage.storage_errors(self.uri, file=fpath, what="writing a part file"):
-            with self.fs.open_output_stream(fpath) as out:
+            with storage.open_output(self.fs, fpath) as out:
                 pq.write_table(
                     table, out, compression=self.compression, row_group_size=len(self._rows)
                 )
@@ -250,59 +278,36 @@ class ShardWriter:
             self.abort()
             raise DataError(f"no clips to write for split {self.split!r}", uri=self.uri)
         manifest = json.dumps(self.manifest(), indent=1).encode()
-        fs = self.fs
+        trash = posixpath.join(self.path, TMP_DIR, f"old-{uuid.uuid4().hex[:12]}")
         with storage.storage_errors(self.uri, file=self.final, what="committing the split"):
             self.check_destination()
-            if isinstance(fs, pafs.LocalFileSystem):
-                storage.atomic_write_bytes(
-                    fs, posixpath.join(self.tmp, MANIFEST), manifest, self.uri
-                )
-                trash = None
-                if storage.exists(fs, self.final):
-                    trash = posixpath.join(self.path, TMP_DIR, f"old-{uuid.uuid4().hex[:12]}")
-                    fs.move(self.final, trash)
-                fs.move(self.tmp, self.final)  # one rename: the split appears complete
-                if trash:
-                    fs.delete_dir(trash)
-            else:
-                # S3 has no rename: drop the old split's manifest first (so it stops "existing"),
-                # copy each part server-side, write the manifest last, then clean up
-                if storage.exists(fs, self.final):
-                    fs.delete_dir_contents(self.final, missing_dir_ok=True)
-                for f in self._files:
-                    fs.copy_file(
-                        posixpath.join(self.tmp, f["name"]), posixpath.join(self.final, f["name"])
-                    )
-                with fs.open_output_stream(posixpath.join(self.final, MANIFEST)) as out:
-                    out.write(manifest)
-                fs.delete_dir(self.tmp)
+            # the old split (if any) stops existing first, the parts move into place (local: one
+            # rename; S3: server-side copies), and the manifest is written last
+            storage.replace_dir(
+                self.fs, self.tmp, self.final, [f["name"] for f in self._files], trash
+            )
+            mpath = posixpath.join(self.final, MANIFEST)
+            storage.atomic_write_bytes(self.fs, mpath, manifest, self.uri, overwrite=True)
             self._cleanup_tmp_root()
         self._closed = True
 
     def abort(self) -> None:
         self._closed = True
         try:
-            if storage.exists(self.fs, self.tmp):
-                self.fs.delete_dir(self.tmp)
+            storage.delete_dir(self.fs, self.tmp)
             self._cleanup_tmp_root()
         except OSError:
             pass
 
     def _cleanup_tmp_root(self) -> None:
-        root = posixpath.join(self.path, TMP_DIR)
-        try:
-            info = self.fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-            if not info and storage.exists(self.fs, root):
-                self.fs.delete_dir(root)
-        except OSError:
-            pass
+        storage.delete_dir_if_empty(self.fs, posixpath.join(self.path, TMP_DIR))
 
 
 def write_split(
     uri: str,
     split: str,
     clips: Iterable[Clip],
-    data_cfg: DataConfig | None = None,
+    settings: StorageConfig | None = None,
     *,
     clips_per_file: int = 32,
     overwrite: bool = False,
@@ -314,7 +319,7 @@ def write_split(
     writer = ShardWriter(
         uri,
         split,
-        data_cfg,
+        settings,
         clips_per_file=clips_per_file,
         overwrite=overwrite,
         frame_codec=frame_codec,
@@ -331,11 +336,11 @@ def write_split(
 # ------------------------------------------------------------------------------------------
 
 
-def read_part(fs: pafs.FileSystem, fpath: str, uri: str, columns=None) -> pa.Table:
+def read_part(fs, fpath: str, uri: str, columns=None) -> pa.Table:
     """Read one part file, checking its schema version; errors name the URI and file."""
     with storage.storage_errors(uri, file=fpath, what="opening a shard"):
         try:
-            pf = pq.ParquetFile(fs.open_input_file(fpath))
+            pf = pq.ParquetFile(storage.open_input(fs, fpath))
         except (pa.ArrowInvalid, OSError) as exc:
             if isinstance(exc, FileNotFoundError):
                 raise
@@ -358,13 +363,18 @@ def read_part(fs: pafs.FileSystem, fpath: str, uri: str, columns=None) -> pa.Tab
 
 
 def iter_clips(
-    uri: str, split: str, data_cfg: DataConfig | None = None, limit: int | None = None
+    uri: str | Split,
+    split: str = "",
+    settings: StorageConfig | None = None,
+    limit: int | None = None,
 ) -> Iterator[Clip]:
-    """Every clip of a split in manifest order, decoded (for inspection, tests, conversion)."""
-    fs, _ = storage.filesystem_for(uri, data_cfg)
+    """Every clip of a split in manifest order, decoded (for inspection, tests, conversion);
+    ``uri`` may be an opened :class:`Split` (``split`` and ``settings`` are then unused)."""
+    opened = uri if isinstance(uri, Split) else open_split(uri, split, settings)
+    uri = opened.uri
     n = 0
-    for fpath in part_files(uri, split, data_cfg):
-        table = read_part(fs, fpath, uri)
+    for fpath in opened.part_paths:
+        table = opened.read_part(fpath)
         for i, row in enumerate(table.to_pylist()):
             yield decode_row(row, file=fpath, row_index=i, uri=uri)
             n += 1
@@ -377,40 +387,32 @@ def iter_clips(
 # ------------------------------------------------------------------------------------------
 
 
-def list_splits(uri: str, data_cfg: DataConfig | None = None) -> list[str]:
-    fs, path = storage.filesystem_for(uri, data_cfg)
+def list_splits(uri: str, settings: StorageConfig | None = None) -> list[str]:
+    fs, path = storage.filesystem_for(uri, settings)
     storage.check_bucket(fs, path, uri)
     with storage.storage_errors(uri, file=path, what="listing splits"):
-        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return sorted(
-        posixpath.basename(i.path)
-        for i in infos
-        if i.type == pafs.FileType.Directory and not posixpath.basename(i.path).startswith("_")
-    )
+        return [d for d in storage.list_dirs(fs, path) if not d.startswith("_")]
 
 
-def validate(uri: str, split: str | None = None, data_cfg: DataConfig | None = None) -> list[str]:
+def validate(
+    uri: str, split: str | None = None, settings: StorageConfig | None = None
+) -> list[str]:
     """Check every shard (or every split when ``split`` is None): manifest, schema, each row's
     decode and shapes. Returns one message per problem, each naming the file and row."""
     problems: list[str] = []
-    splits = [split] if split else list_splits(uri, data_cfg)
+    splits = [split] if split else list_splits(uri, settings)
     if not splits:
         return [f"uri {uri}: no splits found"]
-    fs, path = storage.filesystem_for(uri, data_cfg)
     for sp in splits:
         try:
-            manifest = read_manifest(uri, sp, data_cfg)
+            opened = open_split(uri, sp, settings)
         except DataError as exc:
             problems.append(str(exc))
             continue
+        fs, sdir, manifest = opened.fs, opened.path, opened.manifest
         listed = {f["name"] for f in manifest["files"]}
-        sdir = posixpath.join(path, sp)
         with storage.storage_errors(uri, file=sdir):
-            present = {
-                posixpath.basename(i.path)
-                for i in fs.get_file_info(pafs.FileSelector(sdir))
-                if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-            }
+            present = set(storage.list_files(fs, sdir, suffix=".parquet"))
         for extra in sorted(present - listed):
             problems.append(f"uri {uri}, file {posixpath.join(sdir, extra)}: not in the manifest")
         total = 0

@@ -33,7 +33,7 @@ def fallback_message(cfg: Config) -> str:
 def resolve_val_split(cfg: Config, *, warn: bool = True) -> str:
     """``data.val_split`` if ``data.uri`` has it, else ``data.test_split`` (warning once per URI)."""
     d = cfg.data
-    if split_exists(d.uri, d.val_split, d):
+    if split_exists(d.uri, d.val_split, cfg.storage):
         return d.val_split
     key = (d.uri, d.val_split)
     if warn and key not in _warned:

@@ -140,8 +140,8 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict
     if search:
         stored["asha"] = search["asha"]
     previous = join(root, SWEEP_FILE)
-    if exists(previous):
-        old = read_json(previous)
+    if exists(previous, cfg.storage):
+        old = read_json(previous, cfg.storage)
         if old.get("plan") != json.loads(json.dumps(plan.to_dict(), default=str)) or old.get(
             "overrides"
         ) != json.loads(json.dumps(overrides)):
@@ -149,7 +149,7 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict
                 f"{previous} holds a different sweep (plan or --set differ); use another --name "
                 "or --storage, or delete that directory to start over"
             )
-    write_json(previous, stored)
+    write_json(previous, stored, cfg.storage)
     done: dict[str, dict[str, Any]] = {}
     for stage in plan.stages:
         meta = {**sweep, "stage": stage.name, "variants": stage.variants}
@@ -180,14 +180,14 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict
         )
         done[stage.name] = data
         if not data["complete"]:
-            report = write_report(root)
+            report = write_report(root, cfg.storage)
             print(
                 f"[sweep] stage {stage.name} did not finish (interrupted or failed trials); "
                 f"run the same command again to resume. Partial report: {report['table']}",
                 flush=True,
             )
             return {"root": root, "complete": False, "report": report}
-    report = write_report(root)
+    report = write_report(root, cfg.storage)
     print(f"[sweep] done: {report['table']}, {report['csv']}, {report['plot']}", flush=True)
     return {"root": root, "complete": True, "report": report}
 
@@ -253,8 +253,8 @@ def dry_run(args: argparse.Namespace, plan: SweepPlan) -> dict[str, Any]:
     cfg, _ = base_config(args)
     hint, root = args.seconds_per_epoch, sweep_root(args)
     uri = join(root, "burn_in", RESULTS_FILE)
-    if hint is None and exists(uri):
-        hint = seconds_per_epoch(read_json(uri))
+    if hint is None and exists(uri, cfg.storage):
+        hint = seconds_per_epoch(read_json(uri, cfg.storage))
     summary = describe(args, plan, cfg, hint)
     summary["sweep_dir"] = root
     print(json.dumps(summary, indent=2, default=str))

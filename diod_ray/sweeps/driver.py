@@ -32,7 +32,14 @@ from diod_ray.sweeps.plan import (
     kept_checkpoint,
     train_workers,
 )
-from diod_ray.sweeps.store import exists, join, read_json, write_json
+from diod_ray.sweeps.store import (
+    exists,
+    join,
+    read_json,
+    sweep_settings,
+    tune_storage,
+    write_json,
+)
 
 RUNS_DIR = "runs"
 RESULTS_FILE = "results.json"
@@ -83,9 +90,9 @@ def trial_driver(config: dict[str, Any], sweep: dict[str, Any]) -> None:
     cfg = trial_config(config, sweep, tune.get_context().get_trial_id())
     start = time.time()
     times = join(run_uri(cfg), FITS_DIR, f"{start:.6f}.json")
-    write_json(times, {"start": start, "end": None})
+    write_json(times, {"start": start, "end": None}, cfg.storage)
     result = build_trainer(cfg, callbacks=[TuneReportCallback()]).fit()
-    write_json(times, {"start": start, "end": time.time()})
+    write_json(times, {"start": start, "end": time.time()}, cfg.storage)
     if result.error is not None:
         raise result.error
 
@@ -180,13 +187,6 @@ _SHOWN_PARAMS = (
 # ============================================================================================
 
 
-def tune_storage(root: str) -> tuple[str, Any]:
-    """(storage_path, storage_filesystem) for ray.tune.RunConfig / Tuner.restore."""
-    from diod_ray.storage import ray_storage
-
-    return ray_storage(root)
-
-
 def stage_param_space(stage: Stage, search_space: dict[str, Any] | None = None) -> dict[str, Any]:
     space: dict[str, Any] = dict(stage.fixed)
     space.update({k: tune.grid_search(list(v)) for k, v in stage.grid.items()})
@@ -260,12 +260,13 @@ def run_stage(
     A stage whose results.json says complete is not run again."""
     global _STOP_AFTER_TRIALS
     results_uri = join(root, stage.name, RESULTS_FILE)
-    if exists(results_uri):
-        stored = read_json(results_uri)
+    settings = sweep_settings(sweep)  # the storage: section, for files, trials and Tune alike
+    if exists(results_uri, settings):
+        stored = read_json(results_uri, settings)
         if stored.get("complete"):
             print(f"[sweep] stage {stage.name}: finished before, reusing {results_uri}", flush=True)
             return stored
-    storage_path, storage_fs = tune_storage(root)
+    storage_path, storage_fs = tune_storage(root, settings)
     exp_path = f"{storage_path}/{stage.name}"
     fn = trainable(sweep, res)
     searched = search_alg is not None or scheduler is not None
@@ -320,5 +321,5 @@ def run_stage(
         "trials": trials,
         "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_json(results_uri, data)
+    write_json(results_uri, data, settings)
     return data

@@ -18,9 +18,10 @@ from diod_ray.sweeps.store import join, write_bytes
 from diod_ray.sweeps.tables import cells_csv, threshold_markdown, trials_csv
 
 
-def write_report(root: str) -> dict[str, str]:
-    """(Re)write table.md, trials.csv and <kind>.png of the sweep at ``root``; returns their URIs."""
-    meta, stages = load_sweep(root)
+def write_report(root: str, settings=None) -> dict[str, str]:
+    """(Re)write table.md, trials.csv and <kind>.png of the sweep at ``root``; returns their URIs.
+    ``settings``: the config's ``storage:`` section (else the environment's endpoint)."""
+    meta, stages = load_sweep(root, settings)
     kind = meta["kind"]
     if kind not in ("alpha_burnin", "ablations", "threshold_p"):
         raise ReportError(f"{join(root, SWEEP_FILE)}: unknown kind {kind!r}")
@@ -36,8 +37,8 @@ def write_report(root: str) -> dict[str, str]:
         "cells": join(root, CELLS_FILE),
         "plot": join(root, f"{kind}.png"),
     }
-    write_bytes(out["table"], (to_md(meta, stages) + "\n").encode())
-    write_bytes(out["csv"], trials_csv(stages).encode())
-    write_bytes(out["cells"], cells_csv(meta, stages).encode())
-    write_bytes(out["plot"], to_png(meta, stages))
+    write_bytes(out["table"], (to_md(meta, stages) + "\n").encode(), settings)
+    write_bytes(out["csv"], trials_csv(stages).encode(), settings)
+    write_bytes(out["cells"], cells_csv(meta, stages).encode(), settings)
+    write_bytes(out["plot"], to_png(meta, stages), settings)
     return out

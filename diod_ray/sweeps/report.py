@@ -51,20 +51,21 @@ ReportError = StoreError  # a stored sweep is missing or malformed; the message 
 # ============================================================================================
 
 
-def load_sweep(root: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """``(sweep.json, {stage: results.json})`` of a sweep directory; stages not run yet are absent."""
+def load_sweep(root: str, settings=None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``(sweep.json, {stage: results.json})`` of a sweep directory; stages not run yet are absent.
+    ``settings``: the config's ``storage:`` section (else the environment's endpoint)."""
     meta_uri = join(root, SWEEP_FILE)
-    if not exists(meta_uri):
+    if not exists(meta_uri, settings):
         raise ReportError(f"{meta_uri}: no sweep here (sweep.json missing)")
-    meta = read_json(meta_uri)
+    meta = read_json(meta_uri, settings)
     for key in ("kind", "plan"):
         if key not in meta:
             raise ReportError(f"{meta_uri}: field {key!r} missing")
     stages = {}
     for stage in meta["plan"]["stages"]:
         uri = join(root, stage["name"], RESULTS_FILE)
-        if exists(uri):
-            data = read_json(uri)
+        if exists(uri, settings):
+            data = read_json(uri, settings)
             if not isinstance(data.get("trials"), list):
                 raise ReportError(f"{uri}: field 'trials' missing or not a list")
             stages[stage["name"]] = data

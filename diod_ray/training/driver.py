@@ -34,7 +34,7 @@ def steps_per_epoch(cfg: Config) -> int:
         return cfg.schedule.steps_per_epoch
     from diod_ray.data.shards import count_clips
 
-    clips = count_clips(cfg.data.uri, cfg.data.train_split, cfg.data)
+    clips = count_clips(cfg.data.uri, cfg.data.train_split, cfg.storage)
     return max(1, clips // cfg.data.batch_size)
 
 
@@ -47,7 +47,7 @@ def build_trainer(cfg: Config, *, callbacks=()):
     from diod_ray.data.pipeline import eval_dataset, train_index
     from diod_ray.training.loop import train_loop_per_worker
 
-    storage_path, storage_fs = storage.ray_storage(cfg.run.storage_path, cfg.data)
+    storage_path, storage_fs = storage.ray_storage(cfg.run.storage_path, cfg.storage)
     # the train split is checked here (bad shards fail in the driver, file named), but each
     # worker builds its own ordered Dataset per epoch (loop._iter_batches): a deterministic
     # stream of (data seed, epoch, rank) instead of one streaming_split of one Dataset
@@ -181,7 +181,7 @@ def teacher_summary(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
 
 def write_summary(cfg: Config, summary: dict[str, Any]) -> None:
     """``<run>/summary.json``, written atomically (local or S3, :mod:`diod_ray.storage`)."""
-    storage.write_json(f"{run_uri(cfg)}/{SUMMARY_FILE}", summary, cfg.data, indent=2)
+    storage.write_json(f"{run_uri(cfg)}/{SUMMARY_FILE}", summary, cfg.storage, indent=2)
 
 
 def fit(cfg: Config):
@@ -201,6 +201,9 @@ def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
         ensure_synthetic(cfg, progress=progress)
     # quiets Ray Data before Ray starts: the driver checks the shards with Ray Data before the fit
     ensure_ray()
+    from diod_ray.training.shared_storage import check_run_storage
+
+    check_run_storage(cfg)  # a node-local run.storage_path on a multi-node cluster: refused here
     result = fit(cfg)
     summary = summarise(cfg, result)
     write_summary(cfg, summary)

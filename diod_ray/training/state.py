@@ -13,7 +13,8 @@ import torch
 from diod_ray.checkpoint import capture_rng, load_state, restore_rng, save_checkpoint
 from diod_ray.config import Config, to_dict
 from diod_ray.data.order import data_seed
-from diod_ray.storage import run_uri, upload_directory
+from diod_ray.published import publish_directory, wait_for_marker
+from diod_ray.storage import run_uri
 from diod_ray.teacher import build_teacher, unwrap
 from diod_ray.training.schedule import BURN_IN, DISTILL
 
@@ -114,7 +115,7 @@ def restore(ts: TrainState) -> str:
             ts.load(load_state(d))
         return f"resumed at step {ts.step}"
     if ts.cfg.run.init_from:
-        ts.load(load_state(ts.cfg.run.init_from), weights_only=ts.cfg.run.init_weights_only)
+        ts.load(read_init_state(ts.cfg), weights_only=ts.cfg.run.init_weights_only)
         # a branch is a new run: its own history starts here, burn-in metrics are re-measured
         ts.metrics = {}
         ts.resumed_from_step = -1
@@ -122,18 +123,53 @@ def restore(ts: TrainState) -> str:
     return "fresh start"
 
 
-def keep_burn_in_checkpoint(ts: TrainState, epoch: int | str) -> None:
+# kept checkpoints live in <run>/kept/<name>/ and are published under a completion marker
+KEPT_DIR = "kept"
+# how long a reader waits for a kept checkpoint's marker (a branch may start while rank 0 of the
+# burn-in run is still copying it); then it fails naming the URI
+KEPT_WAIT_S = 300.0
+
+
+def keep_burn_in_checkpoint(ts: TrainState, epoch: int | str) -> str:
     """A burn-in checkpoint kept for good at ``<run>/kept/burn_in_epoch_<E>`` (sweep branches), or
     with ``epoch="end"`` at :func:`burn_in_end_uri` (written at every switch to distillation, so
-    ``run.num_to_keep`` never prunes the end-of-burn-in model)."""
-    uri = f"{run_uri(ts.cfg)}/kept/burn_in_epoch_{epoch}"
+    ``run.num_to_keep`` never prunes the end-of-burn-in model). Outside Train's checkpoint
+    manager, so it is published like a split: files under a temporary prefix, moved into place,
+    and a ``_COMPLETE`` marker (with the step) written last
+    (:func:`diod_ray.published.publish_directory`); readers wait for the marker
+    (:func:`read_kept_state`). Returns the URI."""
+    uri = f"{run_uri(ts.cfg)}/{KEPT_DIR}/burn_in_epoch_{epoch}"
     if epoch == "end":
         uri = burn_in_end_uri(ts.cfg)
     with tempfile.TemporaryDirectory(prefix="diod-kept-") as d:
         save_checkpoint(d, ts.to_state())
-        upload_directory(d, uri, ts.cfg)
+        publish_directory(d, uri, {"step": ts.step, "epoch": epoch}, ts.cfg.storage)
+    return uri
 
 
 def burn_in_end_uri(cfg: Config) -> str:
     """Where the end-of-burn-in checkpoint of a run is kept: ``<run>/kept/burn_in_end``."""
-    return f"{run_uri(cfg)}/kept/burn_in_end"
+    return f"{run_uri(cfg)}/{KEPT_DIR}/burn_in_end"
+
+
+def is_kept(uri: str) -> bool:
+    """True for a kept checkpoint's URI (``<run>/kept/<name>``), which has a marker to wait for."""
+    parent = uri.rstrip("/").rsplit("/", 2)
+    return len(parent) == 3 and parent[1] == KEPT_DIR
+
+
+def read_kept_state(uri: str, cfg: Config, timeout_s: float = KEPT_WAIT_S) -> dict[str, Any]:
+    """A kept checkpoint's state once it is published: waits up to ``timeout_s`` for its marker
+    (never reads a half-written one) and raises a :class:`~diod_ray.errors.StorageError` naming
+    the URI when it does not come."""
+    wait_for_marker(uri, cfg.storage, timeout_s)
+    return load_state(uri, settings=cfg.storage)
+
+
+def read_init_state(cfg: Config, timeout_s: float = KEPT_WAIT_S) -> dict[str, Any]:
+    """The state ``run.init_from`` names: a kept checkpoint once published, any other checkpoint
+    (a Train checkpoint, another run's) as it is."""
+    uri = cfg.run.init_from
+    if is_kept(uri):
+        return read_kept_state(uri, cfg, timeout_s)
+    return load_state(uri, settings=cfg.storage)

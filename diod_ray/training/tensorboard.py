@@ -1,11 +1,14 @@
 """Rank 0's logging: step scalars averaged over ``run.log_every_steps`` into TensorBoard and Ray's
 metrics (:mod:`diod_ray.training.telemetry`), training pictures, and the TensorBoard directory
-kept next to the checkpoints (uploaded with each one for an S3 run)."""
+kept next to the checkpoints (:class:`EventFiles`: for a remote run, each event file is uploaded
+once, when it is closed at a checkpoint)."""
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from typing import Any
@@ -23,9 +26,8 @@ class Logger:
         self.enabled = rank == 0
         self.sums: dict[str, float] = defaultdict(float)
         self.count = 0
-        self.writer = None
+        self.tb: EventFiles | None = None
         self.telemetry = None
-        self.tb_dir = ""
         self.clips = 0
         self.t0 = time.perf_counter()
         self.data_wait = 0.0
@@ -33,10 +35,7 @@ class Logger:
         if not self.enabled:
             return
         if cfg.run.tensorboard:
-            from tensorboardX import SummaryWriter
-
-            self.tb_dir = tensorboard_local_dir(cfg)
-            self.writer = SummaryWriter(self.tb_dir, flush_secs=30)
+            self.tb = EventFiles(storage.join(storage.run_uri(cfg), "tensorboard"), cfg)
         from diod_ray.training.telemetry import Telemetry
 
         self.telemetry = Telemetry(cfg.run.name)
@@ -88,52 +87,101 @@ class Logger:
         return avg
 
     def image(self, step: int, batch, out, teacher_out, cfg: Config, bg: int) -> None:
-        if self.writer is None:
+        if self.tb is None:
             return
         from diod_ray.viz import training_panel
 
         img = training_panel(batch, out, teacher_out, bg)  # uint8 [H', W', 3]
-        self.writer.add_image("slots", img, step, dataformats="HWC")
+        self.tb.writer.add_image("slots", img, step, dataformats="HWC")
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         self._write(values, step)
-        if self.writer is not None:
-            self.writer.flush()
+        if self.tb is not None:
+            self.tb.writer.flush()
 
     def _write(self, values: dict[str, Any], step: int) -> None:
         """Finite numbers only: a metric that could not be computed (NaN, None) is left out of
         TensorBoard instead of drawn as a spike (and tensorboardX's NaN warning per value)."""
-        if self.writer is None:
+        if self.tb is None:
             return
         for k, v in values.items():
             if isinstance(v, (int, float)) and math.isfinite(v):
-                self.writer.add_scalar(k, v, step)
+                self.tb.writer.add_scalar(k, v, step)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        """Close the event file; a following :meth:`sync_tensorboard` uploads it."""
+        if self.tb is not None:
+            self.tb.close()
 
     def sync_tensorboard(self) -> None:
-        """Flush the event files and, for an ``s3://`` run, upload the staging directory to
-        ``<run>/tensorboard`` (every file; event files only grow, and each attempt of a restarted
-        run writes a new one, so what a failed attempt logged stays in storage). A local run
-        writes straight into its run directory. Called with every checkpoint and at the end."""
-        if self.writer is None:
-            return
-        self.writer.flush()
-        uri = storage.run_uri(self.cfg)
-        if storage.is_s3(uri):
-            storage.upload_directory(self.tb_dir, f"{uri}/tensorboard", self.cfg)
+        """Make the events so far readable at ``<run>/tensorboard`` (:meth:`EventFiles.sync`).
+        Called with every checkpoint and at the end."""
+        if self.tb is not None:
+            self.tb.sync()
 
 
 def _times(mean: float | None, count: int) -> float | None:
     return None if mean is None else mean * count
 
 
-def tensorboard_local_dir(cfg: Config) -> str:
-    """TensorBoard files go straight to the run directory when it is local, else to a local
-    staging directory that is uploaded next to the checkpoints."""
-    uri = storage.run_uri(cfg)
-    if storage.is_s3(uri):
-        return os.path.join(os.path.expanduser("~/.cache/diod_ray/tensorboard"), cfg.run.name)
-    return os.path.join(uri, "tensorboard")
+class EventFiles:
+    """A TensorBoard event directory at ``uri`` that is written incrementally.
+
+    Local ``uri``: the writer writes straight into it; a sync flushes. Remote ``uri`` (object
+    storage has no append): the writer writes into a local staging directory of this process, and
+    each :meth:`sync` closes the current event file, uploads every closed file not uploaded yet
+    (then deletes it locally) and opens a new one. Each byte is uploaded once, so the volume over
+    N syncs grows with the events logged, not with N times the file. Files are named
+    ``events.out.tfevents.<time>.<host>.<pid>.<n>``: TensorBoard reads all of a directory's files
+    in name order, and each attempt of a restarted run adds its own, so what a failed attempt
+    logged stays in storage."""
+
+    def __init__(self, uri: str, cfg: Config) -> None:
+        self.uri = uri
+        self.settings = cfg.storage
+        self.remote = not storage.is_local(uri)
+        if self.remote:
+            self.dir = tempfile.mkdtemp(prefix=f"diod-tb-{cfg.run.name}-")
+        else:
+            self.dir = storage.normalise_uri(uri)
+            os.makedirs(self.dir, exist_ok=True)
+        self.files_opened = 0
+        self.bytes_uploaded = 0
+        self.closed = False
+        self.writer = self._open()
+
+    def _open(self):
+        from tensorboardX import SummaryWriter
+
+        self.files_opened += 1
+        suffix = f".{os.getpid()}.{self.files_opened:06d}"
+        return SummaryWriter(self.dir, flush_secs=30, filename_suffix=suffix)
+
+    def sync(self) -> int:
+        """Flush (local) or close, upload the closed files and reopen (remote); returns the bytes
+        uploaded by this call."""
+        if not self.remote:
+            if not self.closed:
+                self.writer.flush()
+            return 0
+        if not os.path.isdir(self.dir):  # synced after close already
+            return 0
+        if not self.closed:
+            self.writer.close()
+        sent = 0
+        for name in sorted(os.listdir(self.dir)):
+            path = os.path.join(self.dir, name)
+            sent += storage.upload_file(path, storage.join(self.uri, name), self.settings)
+            os.remove(path)
+        self.bytes_uploaded += sent
+        if self.closed:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            self.writer = self._open()
+        return sent
+
+    def close(self) -> None:
+        """Close the writer for good; a remote directory's last file goes up with the next
+        :meth:`sync`, which then also removes the staging directory."""
+        self.writer.close()
+        self.closed = True

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_shards import make_clip
 
-from diod_ray.config import DataConfig, load_config
+from diod_ray.config import StorageConfig, load_config
 from diod_ray.data import shards
 from diod_ray.data.convert import convert
 from diod_ray.data.errors import DataError, ShardFormatError, SourceError, StorageError
@@ -121,7 +121,7 @@ def test_unreachable_endpoint_names_the_uri():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed as soon as the block ends: nothing listens there
-    cfg = DataConfig(s3_endpoint_url=f"http://127.0.0.1:{port}", s3_region="us-east-1")
+    cfg = StorageConfig(endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1")
     with pytest.raises(StorageError, match="cannot reach the S3 endpoint") as info:
         shards.split_exists("s3://some-bucket/ds", "train", cfg)
     assert info.value.uri == "s3://some-bucket/ds"

@@ -43,7 +43,7 @@ def smoke(tmp_path_factory):
 def _clips(cfg):
     from diod_ray.data.shards import iter_clips
 
-    return list(iter_clips(cfg.data.uri, "test", cfg.data))
+    return list(iter_clips(cfg.data.uri, "test", cfg.storage))
 
 
 def _batches(cfg, clips, bs):

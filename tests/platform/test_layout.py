@@ -1,11 +1,13 @@
 """The package's shape (docs/architecture.md): imports flow one way, Ray stays in its rooms, modules
-stay small, one module knows what s3:// means. Read from the source with ``ast``; nothing is
+stay small, one module (storage.py) imports an object-store client or names the S3 scheme. Read from the source with ``ast``; nothing is
 imported, so a violation is found even in code no other test runs."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "diod_ray"
@@ -155,16 +157,104 @@ def test_no_module_over_400_lines_without_a_stated_reason():
         )
 
 
-def test_only_the_storage_module_knows_what_s3_means():
-    needle = 'startswith("s3://")'
-    users = sorted(
-        _rel(p)
-        for p in MODULES.values()
-        if needle in p.read_text() or needle.replace('"', "'") in p.read_text()
+# Object storage clients: only the storage module may import them
+STORAGE_CLIENTS = ("pyarrow.fs", "s3fs", "fsspec", "boto3", "botocore", "aiobotocore")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring nodes (module, class, function): prose, not code."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                out.add(id(body[0].value))
+    return out
+
+
+def storage_leaks(source: str, filename: str = "<string>") -> list[str]:
+    """What in ``source`` only the storage module may do: import an object-storage client
+    (``pyarrow.fs``, s3fs, boto...) or name the S3 scheme in code (a string that starts with
+    ``s3:`` or is ``"s3"``, an f-string that starts with ``s3://``). Prose that mentions s3:// in
+    a docstring, a comment or a help text does not count. One line per finding."""
+    tree = ast.parse(source, filename)
+    prose = _docstrings(tree)
+    found = []
+
+    def client(name: str) -> bool:
+        return any(name == c or name.startswith(c + ".") for c in STORAGE_CLIENTS)
+
+    for node in ast.walk(tree):
+        where = f"{filename}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Import):
+            found += [f"{where}: import {a.name}" for a in node.names if client(a.name)]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            mod = node.module or ""
+            names = [f"{mod}.{a.name}" for a in node.names]
+            if client(mod) or any(client(n) for n in names):
+                found.append(f"{where}: from {mod} import ...")
+        elif (
+            isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose
+        ):
+            if node.value.lower().startswith("s3:") or node.value.lower() == "s3":
+                found.append(f"{where}: the S3 scheme {node.value!r}")
+        elif isinstance(node, ast.JoinedStr) and node.values:
+            first = node.values[0]
+            if isinstance(first, ast.Constant) and str(first.value).lower().startswith("s3:"):
+                found.append(f"{where}: the S3 scheme in an f-string")
+    return found
+
+
+def _package_and_scripts() -> list[Path]:
+    return [*MODULES.values(), *sorted((ROOT / "sweeps").glob("*.py"))]
+
+
+def test_only_the_storage_module_imports_an_object_store_client_or_names_s3():
+    leaks = [
+        leak
+        for p in _package_and_scripts()
+        if _rel(p) != STORAGE_MODULE
+        for leak in storage_leaks(p.read_text(), _rel(p))
+    ]
+    assert not leaks, "only diod_ray/storage.py may do this:\n" + "\n".join(leaks)
+    # the storage module itself does both (the check reads what it should)
+    own = storage_leaks((ROOT / STORAGE_MODULE).read_text(), STORAGE_MODULE)
+    assert any("import pyarrow.fs" in x for x in own) and any("'s3://'" in x for x in own), own
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "import pyarrow.fs as pafs",
+        "import pyarrow.fs",
+        "from pyarrow import fs",
+        "from pyarrow.fs import S3FileSystem",
+        "import s3fs",
+        "import boto3",
+        "def f(u):\n    return u.startswith('s3://')",
+        "def f(b, k):\n    return f's3://{b}/{k}'",
+        "def f(scheme):\n    return scheme == 's3'",
+    ],
+)
+def test_the_storage_check_finds_a_planted_leak(planted, tmp_path):
+    """The import test fails on a planted `import pyarrow.fs` (or an s3:// string) in another
+    module: planted into a copy of a real module, the copy is reported."""
+    module = ROOT / "diod_ray" / "checkpoint.py"
+    clean = module.read_text()
+    assert storage_leaks(clean, "checkpoint.py") == []
+    copy = tmp_path / "checkpoint.py"
+    copy.write_text(clean + "\n\n" + planted + "\n")
+    assert storage_leaks(copy.read_text(), str(copy)), planted
+
+
+def test_prose_about_s3_is_not_a_leak():
+    source = (
+        '"""Reads s3://bucket/prefix or a path."""\n'
+        "# s3://bucket in a comment\n"
+        "HELP = 'local path or s3://bucket/prefix'\n"
+        "import pyarrow.parquet as pq\n"
     )
-    assert users == [] or users == [STORAGE_MODULE], users
-    # the storage module itself spells it through its S3 constant
-    assert (ROOT / STORAGE_MODULE).read_text().count('S3 = "s3://"') == 1
+    assert storage_leaks(source) == []
 
 
 def test_library_modules_reach_neither_ray_nor_training():

@@ -210,7 +210,7 @@ def test_tensorboard_reaches_s3_with_each_checkpoint_and_survives_a_failed_attem
             "run.max_failures": 0,
             "run.evaluate_at_end": False,
             # the workers started before the server: they learn its endpoint from the config
-            "data.s3_endpoint_url": s3_server,
+            "storage.endpoint_url": s3_server,
         },
     )
     with pytest.raises(TrainingFailedError):
