@@ -75,7 +75,8 @@ class Gate:
     comparison: str  # ">=" or "<="
     what: str  # what the value is
     if_null: str  # why the value can be missing
-    unit: str  # "%": a fraction printed in percent (points for differences); "x": a ratio
+    unit: str  # "%": a fraction shown in percent; "pt": a difference of two, in points;
+    # "": a W_fg value in [0, 1]; "x": a ratio
 
     def passes(self, value: float | None) -> bool:
         if value is None or not math.isfinite(value):
@@ -85,7 +86,9 @@ class Gate:
     def show(self, value: float | None) -> str:
         if value is None or not math.isfinite(value):
             return "null"
-        return f"{100 * value:.1f} %" if self.unit == "%" else f"{value:.2f}x"
+        if self.unit in ("%", "pt"):
+            return f"{100 * value:.1f} {'%' if self.unit == '%' else 'points'}"
+        return f"{value:.2f}{self.unit}"
 
 
 GATES: tuple[Gate, ...] = (
@@ -103,7 +106,7 @@ GATES: tuple[Gate, ...] = (
         ">=",
         "moving recall minus static recall",
         "no static or no moving GT object with known moving flags",
-        "%",
+        "pt",
     ),
     Gate(
         "static_fg_contrast",
@@ -111,7 +114,7 @@ GATES: tuple[Gate, ...] = (
         ">=",
         "teacher's mean W_fg on static GT objects minus its mean W_fg on background",
         "no static GT object with known moving flags",
-        "%",
+        "",
     ),
     Gate(
         "kept_precision",

@@ -12,6 +12,7 @@ from typing import Any
 
 from diod_ray import storage
 from diod_ray.config import Config, to_dict
+from diod_ray.preconditions import from_metrics, summary_json
 from diod_ray.storage import json_safe, run_uri
 
 SUMMARY_FILE = "summary.json"
@@ -38,6 +39,12 @@ def steps_per_epoch(cfg: Config) -> int:
     return max(1, clips // cfg.data.batch_size)
 
 
+def measures_gates(cfg: Config) -> bool:
+    """A run measures the preconditions (diod_ray/preconditions.py) at the switch to distillation
+    on the val split: it distils and evaluates its phases (``run.evaluate_at_end``)."""
+    return cfg.schedule.distill_epochs > 0 and cfg.run.evaluate_at_end
+
+
 def build_trainer(cfg: Config, *, callbacks=()):
     """The TorchTrainer of a run: DDP over ``run.num_workers`` (0 = in-process local mode)."""
     import ray.train
@@ -55,7 +62,9 @@ def build_trainer(cfg: Config, *, callbacks=()):
     datasets = {}
     if cfg.run.evaluate_at_end:
         datasets["test"] = eval_dataset(cfg, cfg.data.test_split)
-    if cfg.run.val_every_epochs > 0:  # val/* per epoch: the val split, else test (said once)
+    # val/* per epoch, and the preconditions measured at the switch to distillation (gates/*,
+    # loop.measure_gates_at_switch): the val split, else test (said once)
+    if cfg.run.val_every_epochs > 0 or measures_gates(cfg):
         from diod_ray.data.splits import resolve_val_split
 
         datasets["val"] = eval_dataset(cfg, resolve_val_split(cfg))
@@ -151,6 +160,9 @@ def summarise(cfg: Config, result) -> dict[str, Any]:
         out["burn_in_checkpoint"] = burn_in_end_uri(cfg)
     if cfg.schedule.distill_epochs > 0:
         out["teacher"] = teacher_summary(cfg, metrics)
+    gates = from_metrics(metrics)
+    if gates is not None:  # measured at the switch (a distillation run): gates and verdict
+        out["preconditions"] = summary_json(gates)
     return out
 
 

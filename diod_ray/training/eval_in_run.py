@@ -81,3 +81,29 @@ def teacher_eval_summary(ts: TrainState, shard, max_clips: int = 0) -> dict[str,
     batches = rank_eval_batches(ts, shard, max_clips)
     summary = evaluate_teacher(ts.teacher, batches, ts.cfg, all_reduce=True)
     return {f"teacher_{k}": v for k, v in summary.items()}
+
+
+def measure_gates_in_run(ts: TrainState, dataset: str = "val") -> dict[str, float]:
+    """The preconditions of a test of DIOD's claim at the switch (diod_ray/preconditions.py):
+    the end-of-burn-in student and the teacher just made from it, on all of ``dataset`` (every
+    rank its share, counters summed). Rank 0 prints one line per gate and the verdict. Returns
+    the ``gates/*`` metrics (``gates/testable`` 1 / 0)."""
+    from diod_ray.preconditions import console_lines, measure_preconditions, to_metrics
+
+    cfg = ts.cfg
+    shard = ray.train.get_dataset_shard(dataset)
+    model = unwrap(ts.student)
+    sync_buffers_from_rank0(model)
+    sync_buffers_from_rank0(ts.teacher.model)
+    values = measure_preconditions(
+        model,
+        ts.teacher,
+        lambda: rank_eval_batches(ts, shard),
+        cfg,
+        protocol=cfg.run.eval_protocol,
+        all_reduce=True,
+    )
+    if ray.train.get_context().get_world_rank() == 0:
+        for line in console_lines(values, dataset):
+            print(line, flush=True)
+    return to_metrics(values)

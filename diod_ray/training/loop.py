@@ -22,7 +22,7 @@ from diod_ray.config import Config, from_dict
 from diod_ray.teacher import keep_rate, teacher_horizon, unwrap
 from diod_ray.teacher_diagnostics import TeacherActivity
 from diod_ray.training.console import EpochLine, quiet_ray_data_console, quiet_ray_train_console
-from diod_ray.training.eval_in_run import evaluate_in_run
+from diod_ray.training.eval_in_run import evaluate_in_run, measure_gates_in_run
 from diod_ray.training.schedule import BURN_IN, DISTILL, learning_rate, make_plan
 from diod_ray.training.state import TrainState, keep_burn_in_checkpoint, restore, save_checkpoint
 from diod_ray.training.step import train_step
@@ -114,6 +114,18 @@ def epoch_teacher_summary(
     return out
 
 
+def measure_gates_at_switch(ts: TrainState, log: Logger) -> None:
+    """The preconditions of a test of DIOD's claim (diod_ray/preconditions.py, issue 21), once per
+    run at the switch, on all of the val split: ``gates/*`` into ts.metrics (every later report,
+    the final JSON line) and TensorBoard; rank 0 prints a line per gate and the verdict. Every
+    rank calls it; measured with the other end-of-burn-in evaluations (``run.evaluate_at_end``)."""
+    if not ts.cfg.run.evaluate_at_end or "gates/testable" in ts.metrics:
+        return
+    gates = measure_gates_in_run(ts, dataset="val")
+    ts.metrics.update(gates)
+    log.scalars(gates, ts.step)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = from_dict(config["cfg"])
     keep_rate(cfg)  # a bad distill.ema / ema_half_life_steps fails here, not after burn-in
@@ -157,6 +169,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if cfg.run.evaluate_at_end and "burn_in/f1" not in ts.metrics:  # every rank
                 ts.metrics.update(prefixed("burn_in", evaluate_in_run(ts)))
                 log.scalars(ts.metrics, ts.step)
+            measure_gates_at_switch(ts, log)
         if ts.step == plan.restart_step > 0 and cfg.optim.restart_optimizer_at_distill:
             # after the kept burn-in checkpoint (which holds burn-in's Adam state) was written;
             # a run resumed at this step restarts it again, the same way

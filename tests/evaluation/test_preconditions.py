@@ -104,9 +104,12 @@ def test_a_gate_that_cannot_be_computed_fails_and_says_why(missing):
     json.dumps(out, allow_nan=False)
     lines = console_lines(values)
     assert lines[2] == (
-        "[diod_ray] gate static_fg_contrast: null (need >= 30.0 %) FAIL "
+        "[diod_ray] gate static_fg_contrast: null (need >= 0.30) FAIL "
         "(no static GT object with known moving flags)"
     )
+    assert lines[0] == "[diod_ray] gate burn_in_f1: 16.9 % (need >= 15.0 %) pass"
+    assert lines[1] == "[diod_ray] gate headroom: 20.0 points (need >= 10.0 points) pass"
+    assert lines[4] == "[diod_ray] gate kept_area_ratio: 1.20x (need <= 2.00x) pass"
     assert lines[-1].endswith("untestable: static_fg_contrast, kept_precision")
 
 
@@ -347,3 +350,44 @@ def test_two_ranks_with_half_the_clips_each_measure_what_one_process_does(tmp_pa
 def test_gates_table_covers_every_gate():
     assert {g.name for g in GATES} == set(GATE_NAMES)
     assert all(g.if_null and g.what for g in GATES)
+
+
+# ---------------------------------------------------------------------------------------------
+# in a run: measured at the switch on val, in TensorBoard and the final JSON line (Ray)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # a whole Ray Train run of the smoke preset (local mode, Ray Data)
+@pytest.mark.timeout(600)
+def test_run_measures_the_gates_at_the_switch(ray_session, smoke_shards, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from diod_ray.config import apply_overrides, load_preset
+    from diod_ray.train import run
+
+    cfg = apply_overrides(
+        load_preset("smoke"),
+        {
+            "data.uri": smoke_shards,
+            "run.storage_path": str(tmp_path / "runs"),
+            "run.name": "gates",
+            "run.image_every_steps": 0,
+        },
+    )
+    summary = run(cfg, progress=False)
+    json.dumps(summary, allow_nan=False)
+    pre = summary["preconditions"]
+    assert pre["split"] == "val" and set(pre["gates"]) == set(GATE_NAMES)
+    for name, g in pre["gates"].items():
+        assert set(g) == {"value", "threshold", "comparison", "passed", "why"}, name
+        assert (g["value"] is None) == (g["why"] is not None), name
+    failed = [n for n, g in pre["gates"].items() if not g["passed"]]
+    assert pre["verdict"] == ("testable" if not failed else "untestable: " + ", ".join(failed))
+    assert {"motion_precision", "filtered_motion_precision"} <= set(pre)
+    # all of the smoke val split: 4 clips of 3 frames
+    assert pre["measured"]["frames"] == 4 * cfg.data.clip_len
+    acc = EventAccumulator(str(tmp_path / "runs" / "gates" / "tensorboard"))
+    acc.Reload()
+    burn_in_end = cfg.schedule.burn_in_epochs * cfg.schedule.steps_per_epoch
+    first = acc.Scalars("gates/testable")[0]  # at the switch (the end logs ts.metrics again)
+    assert (first.step, first.value) == (burn_in_end, float(not failed))
