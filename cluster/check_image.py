@@ -4,7 +4,9 @@ Run by cluster/Dockerfile right after ``pip install .``, so an image whose base 
 ray, or whose resolver picked another torch, never gets built; tests/platform/test_cluster.py runs it on
 the development environment. Checks the installed ``diod_ray`` distribution's own requirements
 (its metadata is generated from pyproject.toml), the Python version the project is tested on,
-and that the package and its heavy dependencies import.
+and that the package and its heavy dependencies import. With ``--lock FILE`` (the image build:
+cluster/requirements.lock) also that every locked package is installed at its locked version,
+so the second, unhashed install step (torch from PyTorch's index) replaced none of them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import importlib.metadata as md
 import sys
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 PYTHON = (3, 11)
 
@@ -36,13 +39,42 @@ def problems() -> list[str]:
     return out
 
 
+def locked_versions(path: str) -> dict[str, str]:
+    """{canonical name: version} of the ``name==version`` lines of a (hashed) lock file."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith(("#", "--")) and "==" in line:
+                req = Requirement(line.split(" ")[0].rstrip("\\"))
+                (spec,) = req.specifier
+                out[canonicalize_name(req.name)] = spec.version
+    return out
+
+
+def lock_problems(path: str) -> list[str]:
+    """Locked packages missing, or installed at another version than the lock's."""
+    out = []
+    for name, version in sorted(locked_versions(path).items()):
+        try:
+            have = md.version(name)
+        except md.PackageNotFoundError:
+            out.append(f"{name} is not installed ({path} locks {version})")
+            continue
+        if have != version:
+            out.append(f"{name} {have} installed, {path} locks {version}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python cluster/check_image.py", description=__doc__.splitlines()[0]
-    ).parse_args(argv)
-    bad = problems()
+    )
+    parser.add_argument("--lock", default=None, help="also check the versions of this lock file")
+    args = parser.parse_args(argv)
+    bad = problems() + (lock_problems(args.lock) if args.lock else [])
     if bad:
-        print("the environment does not match pyproject.toml:\n  " + "\n  ".join(bad))
+        print("the environment does not match the pins:\n  " + "\n  ".join(bad))
         return 1
     import ray
     import torch

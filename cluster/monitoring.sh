@@ -19,6 +19,8 @@ set -euo pipefail
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-2.53.3}"
 GRAFANA_VERSION="${GRAFANA_VERSION:-11.3.0}"
 RAY_TMP="${RAY_TMP:-/tmp/ray}"
+PROMETHEUS_URL_BASE="${PROMETHEUS_URL_BASE:-https://github.com/prometheus/prometheus/releases/download}"
+GRAFANA_URL_BASE="${GRAFANA_URL_BASE:-https://dl.grafana.com/oss/release}"
 DEST="${MONITORING_DIR:-$HOME/monitoring}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 METRICS="$RAY_TMP/session_latest/metrics"
@@ -29,13 +31,50 @@ if [ ! -f "$METRICS/prometheus/prometheus.yml" ]; then
 fi
 mkdir -p "$DEST/prometheus" "$DEST/grafana" "$DEST/prometheus-data" "$DEST/grafana-data"
 
+# Each tarball is downloaded to a file and checked with `sha256sum -c` before it is unpacked,
+# against the sha256 pinned here when there is one (PROMETHEUS_SHA256 / GRAFANA_SHA256, or the
+# environment), else against the checksum file the project publishes with the release
+# (Prometheus: sha256sums.txt of the GitHub release; Grafana: <tarball>.sha256), which catches a
+# truncated or altered download but trusts that site; the script then prints the line to pin.
+# A mismatch stops the script and nothing is unpacked.
+PROMETHEUS_SHA256="${PROMETHEUS_SHA256:-}"
+GRAFANA_SHA256="${GRAFANA_SHA256:-}"
+
+# fetch_verified URL PINNED_SHA256 PUBLISHED_SUMS_URL -> path of the verified tarball
+fetch_verified() {
+    local url="$1" pinned="$2" sums_url="$3" name expected
+    name="$(basename "$url")"
+    curl -fsSL -o "$DEST/$name" "$url"
+    if [ -n "$pinned" ]; then
+        expected="$pinned"
+    else
+        # "<sha256>  <file>" lines (Prometheus) or a file holding the bare sha256 (Grafana)
+        expected="$(curl -fsSL "$sums_url" | awk -v f="$name" '$2 == f || NF == 1 {print $1; exit}')"
+        if [ -z "$expected" ]; then
+            echo "error: no sha256 for $name in $sums_url" >&2
+            rm -f "$DEST/$name"
+            exit 1
+        fi
+        echo "note: $name checked against the published $sums_url; pin it: $expected" >&2
+    fi
+    if ! (cd "$DEST" && echo "$expected  $name" | sha256sum -c --quiet -); then
+        echo "error: $name does not match sha256 $expected; not unpacked" >&2
+        rm -f "$DEST/$name"
+        exit 1
+    fi
+    echo "$DEST/$name"
+}
+
 if [ ! -x "$DEST/prometheus/prometheus" ]; then
-    curl -fsSL "https://github.com/prometheus/prometheus/releases/download/v${PROMETHEUS_VERSION}/prometheus-${PROMETHEUS_VERSION}.linux-amd64.tar.gz" \
-        | tar xz --strip-components=1 -C "$DEST/prometheus"
+    base="$PROMETHEUS_URL_BASE/v${PROMETHEUS_VERSION}"
+    tarball="$(fetch_verified "$base/prometheus-${PROMETHEUS_VERSION}.linux-amd64.tar.gz" \
+        "$PROMETHEUS_SHA256" "$base/sha256sums.txt")"
+    tar xzf "$tarball" --strip-components=1 -C "$DEST/prometheus" && rm -f "$tarball"
 fi
 if [ ! -x "$DEST/grafana/bin/grafana" ]; then
-    curl -fsSL "https://dl.grafana.com/oss/release/grafana-${GRAFANA_VERSION}.linux-amd64.tar.gz" \
-        | tar xz --strip-components=1 -C "$DEST/grafana"
+    url="$GRAFANA_URL_BASE/grafana-${GRAFANA_VERSION}.linux-amd64.tar.gz"
+    tarball="$(fetch_verified "$url" "$GRAFANA_SHA256" "$url.sha256")"
+    tar xzf "$tarball" --strip-components=1 -C "$DEST/grafana" && rm -f "$tarball"
 fi
 
 # Our dashboard next to Ray's, picked up by Ray's dashboard provisioning.

@@ -173,6 +173,8 @@ def test_kuberay_manifests_parse_and_match_the_pins():
     for path in KUBERAY:
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
         specs = [s for d in docs for s in _ray_cluster_specs(d)]
+        if all(d["kind"] == "NetworkPolicy" for d in docs):  # networkpolicy.yaml (test_images)
+            continue
         assert specs, f"{path.name}: no RayCluster spec"
         for doc in docs:
             assert doc["apiVersion"] == "ray.io/v1", path.name
@@ -263,7 +265,7 @@ def test_project_image_builds_on_rays_image_and_installs_the_pins_from_pyproject
     froms = [rest for instr, rest in steps if instr == "FROM"]
     assert len(froms) == 1, froms
     base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], froms[0])
-    assert base == _base_image()
+    assert base.split("@")[0] == _base_image()  # by digest: tests/platform/test_images.py
     runs = " ".join(rest for instr, rest in steps if instr == "RUN")
     # pyproject.toml is the one place for pins: installed as a package, no version in the image
     assert re.search(r"pip install [^&;]*\s\.(\s|$)", runs), runs
