@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diod_ray.cli_errors import UsageError, command_line
 from diod_ray.config import ConfigError, add_set_argument, apply_overrides, parse_set
 from diod_ray.evaluation import (
     PROTOCOLS,
@@ -70,41 +71,31 @@ def _examples_dir(args) -> Path | None:
         out = Path(args.out)
         d = out.with_name(out.stem + "_examples")
     else:
-        raise SystemExit("error: --save-examples needs --examples-dir or --out")
+        raise UsageError("--save-examples needs --examples-dir or --out")
     if d.exists() and any(d.iterdir()) and not args.overwrite:
-        raise SystemExit(f"error: examples directory {d} is not empty (use --overwrite)")
+        raise UsageError(f"--examples-dir {d} is not empty (use --overwrite)")
     return d
 
 
+@command_line("evaluate")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.out and os.path.exists(args.out) and not args.overwrite:
-        raise SystemExit(f"error: {args.out} exists; pass --overwrite to replace it")
+        raise UsageError(f"--out {args.out} exists; pass --overwrite to replace it")
     if args.batch_size is not None and args.batch_size < 1:
-        raise SystemExit("error: --batch-size must be >= 1")
+        raise UsageError("--batch-size must be >= 1")
     ex_dir = _examples_dir(args)
     device = resolve_device(args.device)
 
-    from diod_ray.checkpoint import CheckpointError
+    model, cfg, which = load_for_inference(args.checkpoint, args.weights, device)
+    sets = dict(parse_set(s) for s in args.sets)
+    bad = [k for k in sets if not k.startswith(("data.", "run."))]
+    if bad:
+        raise ConfigError(f"--set {bad[0]}: only data.* and run.* keys apply to a trained model")
+    if args.data:
+        sets["data.uri"] = args.data
+    cfg = apply_overrides(cfg, sets)
 
-    try:
-        model, cfg, which = load_for_inference(args.checkpoint, args.weights, device)
-    except CheckpointError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    try:
-        sets = dict(parse_set(s) for s in args.sets)
-        bad = [k for k in sets if not k.startswith(("data.", "run."))]
-        if bad:
-            raise ConfigError(
-                f"--set {bad[0]}: only data.* and run.* keys apply to a trained model"
-            )
-        if args.data:
-            sets["data.uri"] = args.data
-        cfg = apply_overrides(cfg, sets)
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-    from diod_ray.data.errors import DataError
     from diod_ray.data.pipeline import eval_dataset, iter_eval_batches
     from diod_ray.training.driver import ensure_ray
 
@@ -122,24 +113,21 @@ def main(argv: list[str] | None = None) -> int:
         def sink(name: str, img: np.ndarray) -> None:
             write_png(ex_dir / f"{_safe_name(name)}.png", img)
 
-    try:
-        ds = eval_dataset(cfg, split)
-        result = evaluate_model(
-            model,
-            iter_eval_batches(ds, cfg, bs, device),
-            cfg,
-            args.protocol,
-            max_examples=args.save_examples,
-            example_sink=sink,
-            slots_title=f"{which} slots",
-        )
-        if args.pseudo_labels:
-            from diod_ray.teacher_diagnostics import evaluate_teacher
+    ds = eval_dataset(cfg, split)
+    result = evaluate_model(
+        model,
+        iter_eval_batches(ds, cfg, bs, device),
+        cfg,
+        args.protocol,
+        max_examples=args.save_examples,
+        example_sink=sink,
+        slots_title=f"{which} slots",
+    )
+    if args.pseudo_labels:
+        from diod_ray.teacher_diagnostics import evaluate_teacher
 
-            batches = iter_eval_batches(ds, cfg, bs, device)
-            result["pseudo_labels"] = evaluate_teacher(model, batches, cfg)
-    except DataError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        batches = iter_eval_batches(ds, cfg, bs, device)
+        result["pseudo_labels"] = evaluate_teacher(model, batches, cfg)
     result = {
         **result,
         "checkpoint": args.checkpoint,
@@ -159,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(text + "\n")
         if out.exists() and not args.overwrite:  # appeared while we were evaluating
             tmp.unlink()
-            raise SystemExit(f"error: {out} exists; pass --overwrite to replace it")
+            raise UsageError(f"--out {out} exists; pass --overwrite to replace it")
         os.replace(tmp, out)
     print(text)
     sys.stdout.flush()

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diod_ray.cli_errors import UsageError, command_line
 from diod_ray.evaluation import load_for_inference, resolve_device, slot_labels
 from diod_ray.storage import json_safe
 
@@ -106,9 +107,9 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
     """Refuse a non-empty existing DIR unless --overwrite (checked before any work)."""
     if out.exists():
         if not out.is_dir():
-            raise SystemExit(f"error: --out {out} exists and is not a directory")
+            raise UsageError(f"--out {out} exists and is not a directory")
         if any(out.iterdir()) and not overwrite:
-            raise SystemExit(f"error: --out {out} is not empty (use --overwrite to replace it)")
+            raise UsageError(f"--out {out} is not empty (use --overwrite to replace it)")
 
 
 def _clear_outputs(out: Path) -> None:
@@ -154,31 +155,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@command_line("predict")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.clip_len is not None and args.clip_len < 1:
-        raise SystemExit("error: --clip-len must be >= 1")
+        raise UsageError("--clip-len must be >= 1")
     if not os.path.exists(args.input):
-        raise SystemExit(f"error: input {args.input} does not exist")
+        raise UsageError(f"input {args.input} does not exist")
     out = Path(args.out)
     _check_out_dir(out, args.overwrite)
     device = resolve_device(args.device)
 
-    from diod_ray.checkpoint import CheckpointError
     from diod_ray.data.video_io import read_frames, write_video
     from diod_ray.viz import contact_sheet, example_grid, slot_overlay, write_png
 
-    try:
-        model, cfg, which = load_for_inference(args.checkpoint, args.weights, device)
-    except CheckpointError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    model, cfg, which = load_for_inference(args.checkpoint, args.weights, device)
     model.eval()
     try:
         frames = read_frames(args.input)  # uint8 RGB [N,H0,W0,3]
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: cannot read {args.input}: {exc}") from None
+        raise UsageError(f"cannot read input {args.input}: {exc}") from None
     if len(frames) == 0:
-        raise SystemExit(f"error: {args.input} holds no frames")
+        raise UsageError(f"input {args.input} holds no frames")
     clip_len = args.clip_len or cfg.data.clip_len
     t0 = time.perf_counter()
     video = prepare_frames(frames, cfg.data.height, cfg.data.width, cfg.data.colour_order)

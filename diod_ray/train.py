@@ -17,12 +17,14 @@ import argparse
 import json
 import sys
 
-from diod_ray.config import ConfigError, add_config_args, config_from_args
+from diod_ray.cli_errors import command_line
+from diod_ray.config import add_config_args, config_from_args
 from diod_ray.training.driver import run
 
 __all__ = ["main", "run"]
 
 
+@command_line("train")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m diod_ray.train",
@@ -31,11 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_config_args(parser)
     args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
+    if not cfg.data.generate_if_missing:
+        from diod_ray.data.shards import read_manifest
+
+        # a missing train split fails here, before Ray starts (the driver checks it again)
+        read_manifest(cfg.data.uri, cfg.data.train_split, cfg.storage)
     summary = run(cfg)
     print(json.dumps(summary, allow_nan=False), flush=True)
     return 0

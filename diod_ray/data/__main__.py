@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from diod_ray.cli_errors import command_line, report
 from diod_ray.config import ConfigError, add_config_args, config_from_args
 from diod_ray.data.errors import DataError
 
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@command_line("data")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -110,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.uri, args.split, cfg, args.limit, args.checkpoint, args.weights
                 )
             except bad_checkpoint as exc:  # missing, truncated or foreign checkpoint
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
+                return report("data", exc)
             print(json.dumps(summary, indent=1))
         elif args.command == "validate":
             from diod_ray.data.shards import validate
@@ -122,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"uri": args.uri, "problems": len(problems)}))
             return 1 if problems else 0
     except (DataError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report("data", exc)
     return 0
 
 

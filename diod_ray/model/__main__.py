@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from diod_ray.cli_errors import command_line
 from diod_ray.config import add_config_args, config_from_args
 from diod_ray.model.diod import build_model
 
@@ -62,13 +64,15 @@ def model_card(cfg, preset: str = "") -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+@command_line("model")
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diod_ray.model", description=__doc__)
     add_config_args(parser, default_preset="synthetic")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     print(json.dumps(model_card(cfg, args.preset), indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,4 +1,6 @@
-"""The command line shared by ``sweeps/*.py``: plan -> (--dry-run | stages -> report).
+"""The flags and run shared by the three sweep commands (``python -m diod_ray.sweeps
+alpha-burnin | threshold-p | ablations``, :mod:`diod_ray.sweeps.commands`, and the scripts
+``sweeps/*.py``): plan -> (--dry-run | stages -> report).
 
     python sweeps/alpha_burnin.py --preset smoke --alphas 0.2 0.4 --burn-in 2 4 --seeds 0 1 2
     python sweeps/threshold_p.py --preset tri-pd --max-concurrent 4 --dry-run \\
@@ -12,12 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
 from diod_ray.config import (
     Config,
-    ConfigError,
     add_set_argument,
     apply_overrides,
     load_config,
@@ -31,7 +31,6 @@ from diod_ray.sweeps.plan import (
     MODE,
     OBJECTIVE,
     TIME_ATTR,
-    PlanError,
     SweepPlan,
     asha_grace_period,
     asha_max_t,
@@ -44,7 +43,7 @@ from diod_ray.sweeps.plan import (
 )
 from diod_ray.sweeps.publish import write_report
 from diod_ray.sweeps.report import SWEEP_FILE, seconds_per_epoch
-from diod_ray.sweeps.store import StoreError, exists, join, read_json, write_json
+from diod_ray.sweeps.store import exists, join, read_json, write_json
 
 
 def base_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
@@ -271,20 +270,17 @@ def dry_run(args: argparse.Namespace, plan: SweepPlan) -> dict[str, Any]:
 def main_for(
     build_plan, prog, description, default_name, add_args=None, search_factory=None, argv=None
 ) -> int:
-    """Shared main: parse, build the plan, then --dry-run or run."""
+    """Shared main of the three sweeps (:mod:`diod_ray.sweeps.commands`): parse, build the plan,
+    then --dry-run or run. Errors propagate: the command prints a project error as one line."""
     parser = sweep_parser(prog, description, default_name)
     if add_args:
         add_args(parser)
     args = parser.parse_args(argv)
-    try:
-        plan = build_plan(args)
-        if args.dry_run:
-            dry_run(args, plan)
-            return 0
-        out = run_sweep(args, plan, search=search_factory(args) if search_factory else None)
-    except (ConfigError, PlanError, SweepError, StoreError, json.JSONDecodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    plan = build_plan(args)
+    if args.dry_run:
+        dry_run(args, plan)
+        return 0
+    out = run_sweep(args, plan, search=search_factory(args) if search_factory else None)
     print(json.dumps(out, default=str), flush=True)
     return 0 if out["complete"] else 3
 

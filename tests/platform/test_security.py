@@ -345,9 +345,8 @@ def test_s3_filesystem_pickles_without_the_environments_keys(monkeypatch):
 _S3_RUN_SCRIPT = """
 import os, sys
 import ray
-sys.path.insert(0, "sweeps")
-import alpha_burnin
 from diod_ray import train
+from diod_ray.sweeps.commands import alpha_burnin
 
 bucket, credentials_file = sys.argv[1], sys.argv[2]
 ray.init(address="local", num_cpus=2, include_dashboard=False,
@@ -358,9 +357,9 @@ assert train.main(["--preset", "smoke", "--set", *sets]) == 0
 for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
     del os.environ[name]
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = credentials_file
-rc = alpha_burnin.main(["--preset", "smoke", "--alphas", "0.3", "--burn-in", "1",
-                        "--distill", "1", "--set", f"data.uri=s3://{bucket}/data",
-                        "--storage", f"s3://{bucket}/sweeps", "--name", "leak"])
+rc = alpha_burnin(["--preset", "smoke", "--alphas", "0.3", "--burn-in", "1",
+                   "--distill", "1", "--set", f"data.uri=s3://{bucket}/data",
+                   "--storage", f"s3://{bucket}/sweeps", "--name", "leak"])
 assert rc == 0, rc
 print("S3-RUN-DONE", flush=True)
 """

@@ -1,4 +1,5 @@
-"""Choosing the burn-in length from a validation curve (sweeps/burn_in_length.py); no Ray."""
+"""Choosing the burn-in length from a validation curve (``python -m diod_ray.sweeps
+burn-in-length``); no Ray."""
 
 from __future__ import annotations
 
@@ -56,7 +57,6 @@ def test_reads_the_curve_from_a_runs_tensorboard_files(tmp_path):
 def test_the_cli_prints_the_choice_as_json(tmp_path):
     import subprocess
     import sys
-    from pathlib import Path
 
     from tensorboardX import SummaryWriter
 
@@ -67,9 +67,8 @@ def test_the_cli_prints_the_choice_as_json(tmp_path):
     for epoch, f1 in ((2, 0.01), (4, 0.05), (6, 0.06), (8, 0.07)):
         w.add_scalar("val/f1", f1, global_step=8 * epoch)
     w.close()
-    repo = Path(__file__).resolve().parents[2]
     out = subprocess.run(
-        [sys.executable, str(repo / "sweeps" / "burn_in_length.py"), str(run)],
+        [sys.executable, "-m", "diod_ray.sweeps", "burn-in-length", str(run)],
         capture_output=True,
         text=True,
         check=True,

@@ -11,6 +11,7 @@ import os
 import pytest
 
 from diod_ray.config import load_preset
+from diod_ray.sweeps import commands
 from diod_ray.sweeps.plan import (
     PlanError,
     ablation_plan,
@@ -27,23 +28,6 @@ from diod_ray.sweeps.plan import (
 from diod_ray.sweeps.publish import write_report
 from diod_ray.sweeps.report import load_sweep
 from diod_ray.sweeps.store import write_json
-
-SWEEPS = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sweeps"
-)
-
-
-def _script(name: str):
-    """Import sweeps/<name>.py (a script folder, not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        f"sweeps_{name}", os.path.join(SWEEPS, f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 # ---------------------------------------------------------------------------------------------
 # plans (pure)
@@ -198,11 +182,10 @@ def test_gpu_dry_run_plans_on_a_cluster_with_no_gpus_up(capsys, tmp_path):
     trial requests, the head memory it needs, and nothing is started."""
     import ray
 
-    threshold_p = _script("threshold_p")
     ray_was_up = ray.is_initialized()
     shape = json.dumps({"CPU": 8, "GPU": 0, "TRAIN_DRIVER_RESOURCE": 1, "head_memory_gb": 16})
     args = ["--dry-run", "--preset", "tri-pd", "--storage", str(tmp_path), "--trials", "8"]
-    rc = threshold_p.main(args + ["--cluster-resources", shape])
+    rc = commands.threshold_p(args + ["--cluster-resources", shape])
     out = capsys.readouterr().out
     assert rc == 0 and ray.is_initialized() == ray_was_up
     summary = json.loads(out[: out.rindex("}") + 1])
@@ -213,7 +196,7 @@ def test_gpu_dry_run_plans_on_a_cluster_with_no_gpus_up(capsys, tmp_path):
     assert "autoscaler" in summary["resources"]["where"]
     assert "[sweep] trials at once: burn_in 1, search 1" in out and "head memory needed" in out
     # the cluster can grow to 64 GPUs: 8 trials' worth, the search stage 8 // 4 = 2 at once
-    rc = threshold_p.main(args + ["--cluster-resources", shape, "--cluster-gpus", "64"])
+    rc = commands.threshold_p(args + ["--cluster-resources", shape, "--cluster-gpus", "64"])
     out = capsys.readouterr().out
     summary = json.loads(out[: out.rindex("}") + 1])
     assert rc == 0 and summary["resources"]["max_concurrent_trials"] == 8
@@ -222,10 +205,9 @@ def test_gpu_dry_run_plans_on_a_cluster_with_no_gpus_up(capsys, tmp_path):
 
 
 def test_dry_run_refuses_a_plan_the_head_cannot_hold(capsys, tmp_path):
-    alpha_burnin = _script("alpha_burnin")
     shape = json.dumps({"GPU": 216, "TRAIN_DRIVER_RESOURCE": 1, "head_memory_gb": 16})
     args = ["--dry-run", "--preset", "tri-pd", "--storage", str(tmp_path), "--seeds", "0", "1"]
-    rc = alpha_burnin.main(args + ["--cluster-resources", shape, "--max-concurrent", "27"])
+    rc = commands.alpha_burnin(args + ["--cluster-resources", shape, "--max-concurrent", "27"])
     out, err = capsys.readouterr()
     assert rc != 0 and "Traceback" not in out + err
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -236,12 +218,11 @@ def test_dry_run_refuses_a_plan_the_head_cannot_hold(capsys, tmp_path):
 def test_dry_run_prints_the_reuse_and_starts_nothing(capsys, tmp_path):
     import ray
 
-    alpha_burnin = _script("alpha_burnin")
     ray_was_up = (
         ray.is_initialized()
     )  # the session's Ray may already run; dry-run must not start one
 
-    rc = alpha_burnin.main(
+    rc = commands.alpha_burnin(
         [
             "--dry-run",
             "--preset",
@@ -329,9 +310,7 @@ def test_report_regenerates_from_stored_results(tmp_path):
     write_json(f"{root}/burn_in/results.json", {"trials": burn, "complete": True})
     write_json(f"{root}/distill/results.json", {"trials": dist, "complete": True})
 
-    report = _script("report")
-
-    assert report.main([root]) == 0
+    assert commands.report([root]) == 0
     table = open(f"{root}/table.md").read()
     # one seed: n = 1 per cell, no interval
     assert "| 0.3 | 16.9 (n=1) → 35.4 (n=1) | 16.9 (n=1) → 35.4 (n=1) |" in table
@@ -489,11 +468,10 @@ def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(
     same command restoring the stage and finishing the sweep without retraining that trial."""
     import time
 
-    alpha_burnin = _script("alpha_burnin")
     args = ["--preset", "smoke", "--alphas", "0.2", "0.3", "--burn-in", "1", "--distill", "1"]
     args += ["--storage", str(tmp_path), "--name", "grid", "--max-concurrent", "1"]
     root = tmp_path / "grid"
-    assert alpha_burnin.main(args + ["--stop-after-trials", "1"]) == 3
+    assert commands.alpha_burnin(args + ["--stop-after-trials", "1"]) == 3
     interrupted_at = time.time()
     first = json.loads((root / "burn_in" / "results.json").read_text())
     done = [t for t in first["trials"] if t["status"] == "TERMINATED"]
@@ -502,7 +480,7 @@ def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(
     mtime = os.path.getmtime(kept)
 
     capfd.readouterr()
-    assert alpha_burnin.main(args) == 0
+    assert commands.alpha_burnin(args) == 0
     console = "".join(capfd.readouterr())
     assert os.path.getmtime(kept) == mtime  # the finished trial was not trained again
     # the console: a line per trial start and end, not Tune's 30-second status table
@@ -531,10 +509,9 @@ def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(
 def test_threshold_sweep_selects_on_validation(ray_session, tmp_path):
     """Optuna + ASHA over p on one objective (val/f1) set in TuneConfig: every per-epoch result
     reaches both without error; ASHA's clock is distill_epoch."""
-    threshold_p = _script("threshold_p")
     args = ["--preset", "smoke", "--burn-in", "1", "--distill", "2", "--trials", "2"]
     args += ["--storage", str(tmp_path), "--name", "tp", "--max-concurrent", "1"]
-    assert threshold_p.main(args) == 0
+    assert commands.threshold_p(args) == 0
     root = tmp_path / "tp"
     search = json.loads((root / "search" / "results.json").read_text())
     assert search["complete"] and len(search["trials"]) == 2
