@@ -1,5 +1,6 @@
-"""Writing a sweep's report files (table.md, trials.csv, cells.csv, <kind>.png) from its stored
-results: the Markdown of :mod:`.report` and :mod:`.tables`, the plots of :mod:`.plots`."""
+"""Writing a sweep's report files (table.md, trials.csv, cells.csv, <kind>.png, and gates.csv when
+its trials measured the preconditions at their switch) from its stored results: the Markdown of
+:mod:`.report` and :mod:`.tables`, the plots of :mod:`.plots`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from diod_ray.sweeps import plots
 from diod_ray.sweeps.report import (
     CELLS_FILE,
     CSV_FILE,
+    GATES_FILE,
     SWEEP_FILE,
     TABLE_FILE,
     ReportError,
     ablations_markdown,
     alpha_burnin_markdown,
+    gates_csv,
     load_sweep,
 )
 from diod_ray.sweeps.store import join, write_bytes
@@ -19,7 +22,8 @@ from diod_ray.sweeps.tables import cells_csv, threshold_markdown, trials_csv
 
 
 def write_report(root: str, settings=None) -> dict[str, str]:
-    """(Re)write table.md, trials.csv and <kind>.png of the sweep at ``root``; returns their URIs.
+    """(Re)write table.md, trials.csv, cells.csv, <kind>.png (and gates.csv) of the sweep at
+    ``root``; returns their URIs.
     ``settings``: the config's ``storage:`` section (else the environment's endpoint)."""
     meta, stages = load_sweep(root, settings)
     kind = meta["kind"]
@@ -41,4 +45,8 @@ def write_report(root: str, settings=None) -> dict[str, str]:
     write_bytes(out["csv"], trials_csv(stages).encode(), settings)
     write_bytes(out["cells"], cells_csv(meta, stages).encode(), settings)
     write_bytes(out["plot"], to_png(meta, stages), settings)
+    gates = gates_csv(stages)
+    if gates is not None:  # trials that measured the preconditions (issue 21)
+        out["gates"] = join(root, GATES_FILE)
+        write_bytes(out["gates"], gates.encode(), settings)
     return out

@@ -12,11 +12,14 @@ Layout of a sweep directory ``<storage>/<name>`` (local path or s3://)::
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import statistics
 from collections import defaultdict
 from typing import Any
 
+from diod_ray.preconditions import GATES, from_metrics, gate_results, verdict
 from diod_ray.sweeps.paper import (
     ABLATION_LABELS,
     PAPER_TABLE_4A,
@@ -32,6 +35,7 @@ RESULTS_FILE = "results.json"
 TABLE_FILE = "table.md"
 CSV_FILE = "trials.csv"
 CELLS_FILE = "cells.csv"
+GATES_FILE = "gates.csv"  # the preconditions each trial measured at its switch (issue 21)
 METRICS = (
     "f1",
     "fg_ari",
@@ -167,6 +171,7 @@ def alpha_burnin_cells(stages: dict[str, dict[str, Any]]) -> dict[tuple[float, i
         cell["trials"].append(t.get("trial_id"))
         cell["done"].append(completed(t))
         cell["seed"].append(p.get("run.seed", 0))
+        cell["gates"].append(from_metrics(t.get("metrics", {})))
         for phase in ("burn_in", "final"):
             for m in METRICS:
                 cell[f"{phase}/{m}"].append(pct(metric(t, phase, m)))
@@ -244,11 +249,18 @@ def alpha_burnin_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]
 
             gain = paired(_by_seed(c, "final/f1"), _by_seed(c, "burn_in/f1"))
             delta = fmt_cell(gain) + (" *" if gain["excludes_0"] else "")
+            delta = _with_label(delta, untestable_label(dict(zip(c["seed"], c["gates"]))))
             out.append(
                 f"| {a:g} | {e} | {pair('f1')} | {delta} | {pair('fg_ari')} | {pair('all_ari')} | "
                 f"{pair('static_recall')} | {pair('moving_recall')} | {sum(c['done'])}/{len(c['done'])} |"
             )
-    out += [""] + cost_section(meta, stages)
+    gate_rows = [
+        (f"α {a:g}, burn-in {e}, seed {seed}", values)
+        for (a, e), c in sorted(cells.items())
+        for seed, values in zip(c["seed"], c["gates"])
+    ]
+    out += [""] + preconditions_section(gate_rows, "cell and seed", "Δ F1")
+    out += cost_section(meta, stages)
     return "\n".join(out)
 
 
@@ -279,11 +291,14 @@ def _by_seed(rows: dict[str, list], key: str) -> dict[int, float | None]:
     return dict(zip(rows["seed"], rows[key]))
 
 
-def _diff(rows: dict[str, dict[str, list]], name: str, against: str) -> str:
+def _diff(rows: dict[str, dict[str, list]], name: str, against: str, label: str = "") -> str:
+    """The paired F1@50 difference of row ``name`` against row ``against``; DIOD's (``final``)
+    carries ``label`` ("untestable: <gates>") when its burn-in failed the preconditions."""
     if name == against or name not in rows or against not in rows:
         return "–"
     d = paired(_by_seed(rows[name], "f1"), _by_seed(rows[against], "f1"))
-    return fmt_cell(d) + (" *" if d["excludes_0"] else "")
+    cell = fmt_cell(d) + (" *" if d["excludes_0"] else "")
+    return _with_label(cell, label) if name == "final" else cell
 
 
 def ablation_differences(rows: dict[str, dict[str, list]]) -> list[dict[str, Any]]:
@@ -331,9 +346,14 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
                 f"| {ABLATION_LABELS[n]} | {fmt_cell(summarise(r['f1']))} | {paper.get(n, '–')} | "
                 f"{fmt_cell(summarise(r['fg_ari']))} | {fmt_cell(summarise(r['all_ari']))} | "
                 f"{fmt_cell(summarise(r['static_recall']))} | {sum(r['done'])}/{len(r['done'])} | "
-                f"{_diff(rows, n, 'end_of_burn_in')} | {_diff(rows, n, 'more_burn_in')} |"
+                f"{_diff(rows, n, 'end_of_burn_in', label)} | "
+                f"{_diff(rows, n, 'more_burn_in', label)} |"
             )
         return lines + [""]
+
+    # DIOD's comparisons test the claim only on a burn-in that passes the gates (issue 21)
+    diod_gates = _gates_by_seed(stages, "final")
+    label = untestable_label(diod_gates)
 
     out += table("(a) design choices", ["one_to_one", "no_motion_masks", "final"], PAPER_TABLE_4A)
     b = table(
@@ -350,7 +370,10 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
             "training longer.",
             "",
         ]
-    out += teacher_activity_section(stages) + cost_section(meta, stages)
+    gate_rows = [(f"seed {seed}", values) for seed, values in sorted(diod_gates.items())]
+    out += teacher_activity_section(stages)
+    out += preconditions_section(gate_rows, "DIOD branch", "DIOD's Δ")
+    out += cost_section(meta, stages)
     return "\n".join(out)
 
 
@@ -397,3 +420,113 @@ def teacher_activity_section(stages: dict[str, dict[str, Any]]) -> list[str]:
         label = "DIOD" if v == "final" else ABLATION_LABELS[v]
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     return out + [""]
+
+
+# ============================================================================================
+# Preconditions of a test of the claim, measured at the switch (issue 21)
+# ============================================================================================
+
+
+def _gates_by_seed(stages: dict[str, dict[str, Any]], variant: str) -> dict[int, dict | None]:
+    """Seed -> the ``gates/*`` values of that seed's ``variant`` branch (None: not measured)."""
+    out: dict[int, dict | None] = {}
+    for t in stages.get("variants", {}).get("trials", []):
+        p = t.get("params", {})
+        if p.get("_variant") == variant:
+            out[p.get("run.seed", 0)] = from_metrics(t.get("metrics", {}))
+    return out
+
+
+def untestable_label(by_seed: dict[Any, dict | None]) -> str:
+    """The label of a comparison made on these seeds' burn-ins: "untestable: <gates>" when some
+    seed failed a gate (naming the seeds when not all did); "" when every measured seed is
+    testable or none was measured (a sweep from before the gates)."""
+    measured = {s: v for s, v in by_seed.items() if v is not None}
+    failed = {s: verdict(v)["failed"] for s, v in measured.items()}
+    bad = sorted((s for s in failed if failed[s]), key=str)
+    if not bad:
+        return ""
+    names = [g.name for g in GATES if any(g.name in failed[s] for s in bad)]
+    text = "untestable: " + ", ".join(names)
+    if len(bad) < len(measured):
+        text += f" (seed {', '.join(str(s) for s in bad)} of {len(measured)})"
+    return text
+
+
+def _with_label(cell: str, label: str) -> str:
+    return f"{cell} — {label}" if label else cell
+
+
+def _gate_cell(gate, result: dict[str, Any]) -> str:
+    return f"{gate.show(result['value'])} {'ok' if result['passed'] else 'FAIL'}"
+
+
+def preconditions_section(
+    rows: list[tuple[str, dict | None]], per: str, compared: str
+) -> list[str]:
+    """The gates per seed (trial) at the switch, on the val split, with M and M' precision and
+    the verdict; ``compared`` names the differences that carry "untestable: <gates>"."""
+    out = [
+        "## Preconditions at the switch (is this burn-in a test of the claim?)",
+        "",
+    ]
+    if not any(values is not None for _, values in rows):
+        return out + [
+            "Not measured: these trials ran before the gates existed (issue 21; docs/teacher.md, "
+            '"Preconditions").',
+            "",
+        ]
+    out += [
+        "Measured on the end-of-burn-in model and the teacher made from it, on the whole val "
+        'split (docs/teacher.md, "Preconditions"). A burn-in that fails a gate cannot test '
+        f'whether distillation helps: {compared} on it is labelled "untestable: <gates>", which '
+        "neither supports nor refutes the paper's claim. M, M': precision of the motion masks "
+        "and of those the teacher's W_fg filter keeps (not gates).",
+        "",
+        f"| {per} | "
+        + " | ".join(f"{g.name} ({g.comparison} {g.show(g.threshold)})" for g in GATES)
+        + " | M precision | M′ precision | verdict |",
+        "|---|" + "---|" * (len(GATES) + 3),
+    ]
+    for name, values in rows:
+        if values is None:
+            out.append(f"| {name} | " + " | ".join(["not measured"] * len(GATES)) + " | | | |")
+            continue
+        cells = [_gate_cell(g, r) for g, r in zip(GATES, gate_results(values))]
+        for key in ("motion_precision", "filtered_motion_precision"):
+            v = values.get(key)
+            cells.append("–" if v is None else f"{100 * v:.1f} %")
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {verdict(values)['text']} |")
+    return out + [""]
+
+
+def gates_csv(stages: dict[str, dict[str, Any]]) -> str | None:
+    """One row per trial that measured the gates at its switch: stage, trial, variant, seed,
+    each gate's value and pass, M and M' precision, the verdict. None when no trial did."""
+    rows = []
+    for stage_name, stage in stages.items():
+        for t in stage.get("trials", []):
+            values = from_metrics(t.get("metrics", {}))
+            if values is None:
+                continue
+            p = t.get("params", {})
+            row: dict[str, Any] = {
+                "stage": stage_name,
+                "trial_id": t.get("trial_id"),
+                "variant": p.get("_variant", ""),
+                "seed": p.get("run.seed", 0),
+            }
+            for r in gate_results(values):
+                row[r["name"]] = r["value"]
+                row[f"{r['name']}_passed"] = r["passed"]
+            row["motion_precision"] = values.get("motion_precision")
+            row["filtered_motion_precision"] = values.get("filtered_motion_precision")
+            row["verdict"] = verdict(values)["text"]
+            rows.append(row)
+    if not rows:
+        return None
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,132 @@
+"""Sweep reports carry the preconditions measured at each trial's switch (issue 21): a gates table
+per seed, gates.csv, and a DIOD comparison on an untestable burn-in labelled "untestable: <gates>"
+(never read as a refutation). Hand-made trial metrics through the report test helpers of
+test_sweep.py; no Ray."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+from test_sweep import _ablation_report, _trial
+
+from diod_ray.preconditions import to_metrics
+from diod_ray.sweeps.plan import alpha_burnin_plan
+from diod_ray.sweeps.publish import write_report
+from diod_ray.sweeps.store import write_json
+
+TESTABLE = {
+    "burn_in_f1": 0.169,
+    "headroom": 0.20,
+    "static_fg_contrast": 0.45,
+    "kept_precision": 0.40,
+    "kept_area_ratio": 1.2,
+    "motion_precision": 0.42,
+    "filtered_motion_precision": 0.61,
+}
+# our 2-core burn-in: too few objects found, candidates of merged regions
+LOW_F1 = {**TESTABLE, "burn_in_f1": 0.059, "kept_area_ratio": 3.1}
+NO_KEPT = {**TESTABLE, "kept_precision": None, "kept_area_ratio": None}
+
+
+def ablation_trials(gates_by_seed: dict[int, dict | None]) -> list[dict]:
+    """DIOD loses 3.6 points to the control on every seed; DIOD's trial carries its gates."""
+    trials = []
+    for seed, gates in gates_by_seed.items():
+        diod = _trial(f"final{seed}", {"_variant": "final", "run.seed": seed}, 0.06, 0.048)
+        if gates is not None:
+            diod["metrics"].update(to_metrics(gates))
+        control = _trial(f"ctl{seed}", {"_variant": "more_burn_in", "run.seed": seed}, 0.06, 0.084)
+        trials += [diod, control]
+    return trials
+
+
+def diod_row(table: str, section: str) -> list[str]:
+    part = table.split(section)[1]
+    row = next(line for line in part.splitlines() if line.startswith("| DIOD"))
+    return [c.strip() for c in row.strip("|").split("|")]
+
+
+def test_untestable_burn_in_labels_the_diod_minus_control_difference(tmp_path):
+    out = _ablation_report(
+        str(tmp_path / "ab"), ablation_trials({0: LOW_F1, 1: LOW_F1, 2: NO_KEPT}), [0, 1, 2]
+    )
+    table = open(out["table"]).read()
+    cells = diod_row(table, "## (b) distillation")
+    # every pair loses 3.6 points: the interval excludes 0, and the label says what it means
+    assert cells[-1] == (
+        "-3.6 [-3.6, -3.6] (n=3) * — untestable: burn_in_f1, kept_precision, kept_area_ratio"
+    )
+    assert cells[-2].endswith("— untestable: burn_in_f1, kept_precision, kept_area_ratio")
+    assert "neither supports nor refutes" in table
+    # the gates table, one row per seed
+    section = table.split("## Preconditions at the switch")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| seed ")]
+    assert len(rows) == 3
+    seed0 = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert seed0[0] == "seed 0" and seed0[1] == "5.9 % FAIL" and seed0[2] == "20.0 points ok"
+    assert seed0[3] == "0.45 ok" and seed0[5] == "3.10x FAIL"
+    assert seed0[6:8] == ["42.0 %", "61.0 %"]  # M and M' precision
+    assert seed0[8] == "untestable: burn_in_f1, kept_area_ratio"
+    seed2 = [c.strip() for c in rows[2].strip("|").split("|")]
+    assert seed2[4] == "null FAIL" and seed2[8] == "untestable: kept_precision, kept_area_ratio"
+    # gates.csv: one row per trial that measured them (the control has no switch)
+    gates = list(csv.DictReader(io.StringIO(open(out["gates"]).read())))
+    assert [(r["variant"], r["seed"]) for r in gates] == [
+        ("final", "0"),
+        ("final", "1"),
+        ("final", "2"),
+    ]
+    assert gates[0]["burn_in_f1_passed"] == "False" and gates[2]["kept_precision"] == ""
+    assert gates[1]["verdict"] == "untestable: burn_in_f1, kept_area_ratio"
+
+
+def test_testable_burn_in_carries_no_label_and_partial_names_the_seeds(tmp_path):
+    table = open(
+        _ablation_report(str(tmp_path / "ok"), ablation_trials({0: TESTABLE, 1: TESTABLE}), [0, 1])[
+            "table"
+        ]
+    ).read()
+    assert diod_row(table, "## (b) distillation")[-1] == "-3.6 [-3.6, -3.6] (n=2) *"
+    assert "| seed 1 | " in table and "| testable |" in table
+    mixed = _ablation_report(
+        str(tmp_path / "mixed"), ablation_trials({0: TESTABLE, 1: LOW_F1, 2: TESTABLE}), [0, 1, 2]
+    )
+    cells = diod_row(open(mixed["table"]).read(), "## (b) distillation")
+    assert cells[-1].endswith("— untestable: burn_in_f1, kept_area_ratio (seed 1 of 3)")
+
+
+def test_sweep_from_before_the_gates_says_not_measured(tmp_path):
+    out = _ablation_report(str(tmp_path / "old"), ablation_trials({0: None}), [0])
+    table = open(out["table"]).read()
+    assert diod_row(table, "## (b) distillation")[-1] == "-3.6 (n=1)"  # no label, no claim
+    assert "Not measured: these trials ran before the gates existed" in table
+    assert "gates" not in out  # no gates.csv
+
+
+def test_alpha_burnin_report_has_gates_per_cell_and_seed(tmp_path):
+    plan = alpha_burnin_plan([0.3], [1, 2], 2, [0])
+    root = str(tmp_path / "ab")
+    write_json(
+        f"{root}/sweep.json",
+        {"kind": "alpha_burnin", "name": "ab", "preset": "smoke", "plan": plan.to_dict()},
+    )
+    dist = []
+    for e, gates in ((1, LOW_F1), (2, TESTABLE)):
+        t = _trial(
+            f"d{e}",
+            {"objectives.alpha": 0.3, "schedule.burn_in_epochs": e, "run.seed": 0},
+            0.1,
+            0.12,
+        )
+        t["metrics"].update(to_metrics(gates))
+        dist.append(t)
+    write_json(f"{root}/distill/results.json", {"trials": dist})
+    table = open(write_report(root)["table"]).read()
+    row1 = next(line for line in table.splitlines() if line.startswith("| 0.3 | 1 | "))
+    assert "— untestable: burn_in_f1, kept_area_ratio |" in row1
+    row2 = next(line for line in table.splitlines() if line.startswith("| 0.3 | 2 | "))
+    assert "untestable" not in row2
+    assert "| α 0.3, burn-in 1, seed 0 | 5.9 % FAIL |" in table
+    assert math.isnan(to_metrics(NO_KEPT)["gates/kept_precision"])  # stored as NaN, read as null
