@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where tensors are used: the gate table and verdict
+    # (sweep reports) import no torch
+    import torch
+    from torch import Tensor
 
-if TYPE_CHECKING:
     from diod_ray.config import Config
 
 # ============================================================================================
@@ -163,6 +164,8 @@ class GateCounts:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def to_tensor(self, device: torch.device | str = "cpu") -> Tensor:
+        import torch
+
         vals = [getattr(self, f.name) for f in dataclasses.fields(self)]
         return torch.tensor(vals, dtype=torch.float64, device=device)
 
@@ -209,6 +212,8 @@ def fg_counts(
     static / moving counts); known bool [N]: the frame's clip has moving flags (None = all).
     Each (frame, object) counts once, with the mean W_fg over its pixels (as ``FgCoverage``);
     background is the pixel mean."""
+    import torch
+
     n, h, w = gt.shape
     if tuple(fg.shape) != (n, h, w):
         raise ValueError(f"fg must be [N, h, w] = {(n, h, w)}, got {tuple(fg.shape)}")
@@ -247,6 +252,8 @@ def mask_gt_hits(masks: Tensor, gt: Tensor) -> Tensor:
 
     masks [N, O, h, w] binary, non-overlapping (motion masks: one instance id per pixel); gt int
     [N, h, w] at the same grid. Returns bool [N, O]; an empty mask hits nothing."""
+    import torch
+
     n, o, h, w = masks.shape
     device = gt.device
     m = masks.to(device) > 0.5
