@@ -191,6 +191,8 @@ def test_worker_group_start_timeout_is_raised_where_the_drivers_run():
     opts = LAUNCHER["docker"]["run_options"]
     (launcher,) = [o for o in opts if START_TIMEOUT in o]
     assert float(launcher.split("=")[1]) >= 10 * default
+    runtime_env = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
+    assert float(runtime_env["env_vars"][START_TIMEOUT]) >= 10 * default
     for name, spec in _all_specs():
         head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e.get("value") for e in head.get("env", [])}
