@@ -164,6 +164,17 @@ def search_cap(num_trials: int) -> int:
     return max(1, num_trials // SEARCH_CONCURRENCY_SHARE)
 
 
+def _per_stage(plan: Any, trials: int) -> dict[str, int]:
+    """Each stage runs at most its own trials, a searched stage at most :func:`search_cap`."""
+    out = {}
+    for s in plan.stages:
+        n = min(trials, s.num_trials)
+        if s.num_samples:  # a searched stage: results must inform the proposals
+            n = min(n, search_cap(s.num_trials))
+        out[s.name] = max(1, n)
+    return out
+
+
 def planned_concurrency(
     plan: Any, res: TrialResources, kind: str, shape: ClusterShape, cap: int = 0
 ) -> Concurrency:
@@ -188,12 +199,14 @@ def planned_concurrency(
                 f"at a time, waiting for the autoscaler; pass --cluster-{kind.lower()}s with "
                 "what the cluster can scale to for more"
             )
+    per_stage = _per_stage(plan, trials)
+    running = max(per_stage.values())  # the most trials any stage runs at once
     if shape.head_memory_gb is not None:
         holds = trials_the_head_holds(shape.head_memory_gb)
-        if holds < trials:
+        if holds < running:
             what = (
-                f"{trials} trial(s) at once need {head_memory_needed_gb(trials):.1f} GB on the "
-                f"head ({trials} x {HEAD_MEMORY_PER_TRIAL_GB:.2f} GB per trial driver and "
+                f"{running} trial(s) at once need {head_memory_needed_gb(running):.1f} GB on the "
+                f"head ({running} x {HEAD_MEMORY_PER_TRIAL_GB:.2f} GB per trial driver and "
                 f"Train controller + {SWEEP_DRIVER_MEMORY_GB:.2f} GB for the sweep's driver), "
                 f"it has {shape.head_memory_gb:.1f} GB"
             )
@@ -202,12 +215,7 @@ def planned_concurrency(
                 raise PlanError(f"{what}: use {fix} (or --head-memory-gb if that figure is wrong)")
             notes.append(f"{what}: {holds} at once")
             trials, limited_by = holds, f"head memory: {shape.head_memory_gb:.1f} GB"
-    per_stage = {}
-    for s in plan.stages:
-        n = min(trials, s.num_trials)
-        if s.num_samples:  # a searched stage: results must inform the proposals
-            n = min(n, search_cap(s.num_trials))
-        per_stage[s.name] = max(1, n)
+            per_stage = _per_stage(plan, trials)
     return Concurrency(
         trials=trials,
         per_stage=per_stage,

@@ -163,6 +163,11 @@ def test_head_memory_bounds_the_plan_and_refuses_what_it_cannot_hold():
     # an explicit --max-concurrent it cannot hold is refused, naming what would fit
     with pytest.raises(PlanError, match=r"27 trial\(s\) at once need .* use --max-concurrent 13"):
         planned_concurrency(plan, res, "GPU", _shape(gpus=216, head=16), cap=27)
+    # what counts is what runs: a cap above every stage's trials is held by the stages' sizes
+    small = alpha_burnin_plan([0.2, 0.3, 0.4], [200, 300, 400], 500, [0])  # 3 + 9 trials
+    fits = planned_concurrency(small, res, "GPU", _shape(gpus=216, head=16), cap=27)
+    assert fits.per_stage == {"burn_in": 3, "distill": 9}
+    assert fits.head_memory_needed_gb == pytest.approx(head_memory_needed_gb(9))
     # a head that cannot hold one trial: refused whatever the devices
     with pytest.raises(PlanError, match="a head with more memory"):
         planned_concurrency(plan, res, "GPU", _shape(gpus=64, head=1.0))
