@@ -48,10 +48,16 @@ class SyntheticConfig:
     # 1: the first benchmark (saturated objects on a desaturated floor, near-clean flow masks;
     # kept so synthetic-v1 / smoke-v1 regenerate bit for bit); 2: objects and background from
     # one texture distribution, static and moving objects of the same kinds, parallax and
-    # swaying background, slow movers and convoys (diod_ray/data/synthetic_v2.py, docs/data.md)
-    version: Literal[1, 2] = 1
+    # swaying background, slow movers and convoys (diod_ray/data/synthetic_v2.py, docs/data.md);
+    # 3: version 2's noise with DIOD's premise built in: object kinds with their own shapes and
+    # textures, a background of another texture family in the same colours, large objects
+    # (diod_ray/data/synthetic_v3.py, docs/data.md)
+    version: Literal[1, 2, 3] = 1
     # videos of the validation split (its own random streams, disjoint from train and test)
     num_val_clips: int = 32
+    # version 3: share of the background area painted with object-kind textures (0 = the premise
+    # at full strength: only objects carry object textures; 0.25 weakens it)
+    bg_object_texture_share: float = 0.0
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 # ------------------------------------------------------------------------------------------
 
 
-def _value_noise(rng, h, w, cell, octaves=3) -> np.ndarray:
+def value_noise(rng, h, w, cell, octaves=3) -> np.ndarray:
     """Smooth random field in [-1, 1] (multi-octave value noise), float32 [h,w]."""
     out = np.zeros((h, w), np.float32)
     amp, total = 1.0, 0.0
@@ -26,6 +26,9 @@ def _value_noise(rng, h, w, cell, octaves=3) -> np.ndarray:
         amp *= 0.5
         cell = max(cell / 2, 1.0)
     return np.clip(out / total, -1, 1)
+
+
+_value_noise = value_noise  # the name versions 1 and 2 import
 
 
 def _hsv_colour(rng, s_range, v_range) -> np.ndarray:

@@ -31,10 +31,12 @@ class SyntheticVideo:
     moving: np.ndarray  # bool [T,G+1], column 0 False
     camera_motion: bool
     video_id: str
+    # version 3: the kind of each GT id (kinds[k - 1] is id k's); None for versions 1 and 2
+    kinds: list[str] | None = None
 
 
 @dataclass
-class _Object:
+class Sprite:
     mask: np.ndarray  # bool [h,w] sprite silhouette
     colour: np.ndarray  # uint8 [h,w,3] sprite texture
     pos: np.ndarray  # float [T,2] world (x, y) of the sprite's top-left corner per frame
@@ -65,7 +67,7 @@ def _camera_path(rng, cfg, T, H, W, scale, moving) -> np.ndarray:
     return cams
 
 
-def _canvas_box(cams, H, W, pad) -> tuple[int, int, int, int]:
+def canvas_box(cams, H, W, pad) -> tuple[int, int, int, int]:
     """World box (x0, y0, width, height) covering every frame's view plus a margin."""
     half_w = W / 2 / cams[:, 2]
     half_h = H / 2 / cams[:, 2]
@@ -76,7 +78,7 @@ def _canvas_box(cams, H, W, pad) -> tuple[int, int, int, int]:
     return x0, y0, x1 - x0, y1 - y0
 
 
-def _view(canvas, ids, cam, H, W, warp) -> tuple[np.ndarray, np.ndarray]:
+def camera_view(canvas, ids, cam, H, W, warp) -> tuple[np.ndarray, np.ndarray]:
     """World canvas -> frame: a crop for a static camera, an affine warp otherwise."""
     cx, cy, z = cam
     if not warp:
@@ -89,7 +91,7 @@ def _view(canvas, ids, cam, H, W, warp) -> tuple[np.ndarray, np.ndarray]:
     return img, lab
 
 
-def _paste(canvas, ids, ob: _Object, t: int, k: int) -> None:
+def paste_sprite(canvas, ids, ob: Sprite, t: int, k: int) -> None:
     """Paste object ``k``'s sprite at its frame-t position, clipped to the canvas."""
     h, w = ob.mask.shape
     x, y = int(round(ob.pos[t, 0])), int(round(ob.pos[t, 1]))
@@ -150,7 +152,7 @@ def _trajectory(rng, cfg, T, size_wh, start, view, scale, direction=None):
     return pos, moves
 
 
-def _random_direction(rng) -> tuple[float, float]:
+def random_direction(rng) -> tuple[float, float]:
     a = rng.uniform(0, 2 * np.pi)
     return float(np.cos(a)), float(np.sin(a))
 
@@ -158,6 +160,14 @@ def _random_direction(rng) -> tuple[float, float]:
 def _frame0_view(cams, H, W):
     cx, cy, z = cams[0]
     return cx - W / 2 / z, cy - H / 2 / z, W / z, H / z
+
+
+# the names versions 1 and 2 import (version 3 uses the public ones)
+_Object = Sprite
+_canvas_box = canvas_box
+_view = camera_view
+_paste = paste_sprite
+_random_direction = random_direction
 
 
 # ------------------------------------------------------------------------------------------
@@ -197,7 +207,7 @@ def camera_and_canvas(rng: np.random.Generator, cfg, height: int, width: int):
     scale = float(np.sqrt(height * width / REFERENCE_AREA))
     camera_motion = bool(rng.random() < cfg.camera_motion_share) and T > 1
     cams = _camera_path(rng, cfg, T, height, width, scale, camera_motion)  # [T,3]: cx, cy, zoom
-    x0, y0, cw, ch = _canvas_box(cams, height, width, pad=int(np.ceil(4 * scale)) + 2)
+    x0, y0, cw, ch = canvas_box(cams, height, width, pad=int(np.ceil(4 * scale)) + 2)
     cams[:, 0] -= x0
     cams[:, 1] -= y0
     return scale, camera_motion, cams, cw, ch

@@ -45,13 +45,18 @@ def generate_video(
 ) -> SyntheticVideo:
     """Render clip ``index`` of ``split``; deterministic from ``(cfg.seed, split, index)``.
 
-    ``cfg.version`` 2 renders the harder benchmark of :mod:`diod_ray.data.synthetic_v2`."""
+    ``cfg.version`` 2 renders the harder benchmark of :mod:`diod_ray.data.synthetic_v2`, 3 the
+    one of :mod:`diod_ray.data.synthetic_v3`."""
     if cfg.version == 2:
         from diod_ray.data.synthetic_v2 import generate_video_v2
 
         return generate_video_v2(cfg, height, width, split, index)
+    if cfg.version == 3:
+        from diod_ray.data.synthetic_v3 import generate_video_v3
+
+        return generate_video_v3(cfg, height, width, split, index)
     if cfg.version != 1:
-        raise ValueError(f"data.synthetic.version: unknown version {cfg.version!r} (1 or 2)")
+        raise ValueError(f"data.synthetic.version: unknown version {cfg.version!r} (1, 2 or 3)")
     if cfg.style not in ("tabletop", "driving"):
         raise ValueError(f"data.synthetic.style: unknown style {cfg.style!r}")
     if not 1 <= cfg.min_objects <= cfg.max_objects:

@@ -1,0 +1,557 @@
+"""Synthetic benchmark version 3: DIOD's premise holds and is measured (docs/data.md).
+
+DIOD learns objectness from motion masks on moving objects and, by self-distillation, transfers
+it to static objects of the same kinds. That needs static objects to look like moving ones and
+unlike the background. Version 2 draws objects and background from one texture family, so a
+pixel classifier separates them at chance level and the premise fails. Version 3 keeps the
+renderer (world canvas, camera pan / zoom crop or warp, depth order, moving flags = scene
+motion) and draws:
+
+- **Object kinds** (:data:`KINDS`), each with its own shape family and its own texture family of
+  fine two-colour patterns: ``car`` (rounded boxes, plaid grid), ``person`` (tall capsules /
+  ellipses, polka dots), ``sign`` (diamonds, triangles, octagons, concentric rings). Kind, shape,
+  size and texture are drawn before and independently of whether an object moves.
+- **Background** from a different texture family: a Voronoi mosaic of cells filled with smooth
+  two-colour camouflage blobs. Every texture (object or background) takes its two colours from
+  one colour distribution (:func:`colour_pair`), so colour alone does not separate them; texture
+  structure does. ``bg_object_texture_share`` paints that share of the background area with
+  object-kind textures, so the premise's strength is a variable.
+- **Large objects, all in view**: object areas are drawn so that the median is well above 20
+  cells of the stride-4 grid at 64x128, and each object's whole trajectory stays inside every
+  frame's view, with little overlap between objects (no slivers at the border or behind others).
+- **Motion-mask noise of driving video** from the real flow pipeline (``motion.py``; nothing here
+  paints a mask): a near layer of poles with parallax under camera motion and swaying,
+  flickering background regions (spurious segments, GT background), slow movers below the flow
+  threshold (missed) and convoys of touching movers with one velocity (merged). Static objects
+  do not move relative to the background, so the masks never hold them.
+
+Everything is a pure function of ``(cfg.seed, split, index)``; the camera and sensor noise, the
+background, the objects and the background clutter draw from four separate streams, so the knob
+changes the background only (same objects, same GT). Lengths are given for a 64 x 128 frame and
+scaled with ``sqrt(H * W / (64 * 128))``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from diod_ray.config import SyntheticConfig
+from diod_ray.data.synth_draw import value_noise
+from diod_ray.data.synth_world import (
+    PARTIAL_MOTION_P,
+    Sprite,
+    SyntheticVideo,
+    camera_and_canvas,
+    camera_view,
+    canvas_box,
+    finish_video,
+    paste_sprite,
+    random_direction,
+    split_seed,
+)
+
+KINDS = ("car", "person", "sign")
+# object area (px at 64x128; the stride-4 grid cell is 16 px): uniform in this range
+OBJECT_AREA = (260.0, 760.0)
+# aspect of each kind's box: car width / height, person height / width, sign width / height
+CAR_ASPECT = (1.5, 2.1)
+PERSON_ASPECT = (1.8, 2.4)
+SIGN_ASPECT = (0.9, 1.1)
+# share of each shape's box its silhouette fills (to turn an area into a box)
+FILL = {"rounded_box": 0.93, "capsule": 0.9, "ellipse": 0.785, "diamond": 0.5, "triangle": 0.5,
+        "octagon": 0.83}  # fmt: skip
+# object placement: tries per object, largest overlap of two objects' swept boxes (share of the
+# smaller box), margin (px) inside every frame's view
+PLACE_TRIES = 40
+MAX_OVERLAP = 0.1
+VIEW_MARGIN = 1.0
+# two colours of a texture differ by at least this much in luminance (grey levels)
+PAIR_MIN_LUMA = 60.0
+# far background: one mosaic cell per this many px (at 64x128) of the frame's side, on average
+CELL_SIDE = (36.0, 64.0)
+# background camouflage blobs: noise cell size (px at 64x128)
+BLOB_CELL = (8.0, 20.0)
+# share of the movers that move slower than the flow can see (px/frame at 64x128)
+SLOW_P = 0.15
+SLOW_SPEED = (0.15, 0.55)
+# share of the movers that get a touching companion with the same velocity (merged masks)
+CONVOY_P = 0.25
+# companion's centre distance from the leader's, as a share of their summed half extents
+CONVOY_GAP = 0.9
+# near-layer poles: clips with poles, poles per clip, width (share of W), image-speed factor
+POLE_P = 0.3
+POLES = (1, 1)
+POLE_WIDTH = (0.04, 0.08)
+PARALLAX = (1.5, 2.5)
+# swaying background regions: clips with them, regions per clip, size (share of sqrt(H*W)),
+# oscillation amplitude (px at 64x128) and flicker amplitude (grey levels)
+SWAY_P = 0.5
+SWAYS = (1, 1)
+SWAY_SIZE = (0.25, 0.45)
+SWAY_AMP = (1.0, 2.5)
+FLICKER_AMP = 18.0
+
+
+# ------------------------------------------------------------------------------------------
+# colours and textures
+# ------------------------------------------------------------------------------------------
+
+
+def _colour(rng) -> np.ndarray:
+    """One RGB colour (float32 [3], 0..255): any hue, saturation 0..1, value 0.15..1."""
+    hsv = np.array(
+        [[[rng.uniform(0, 180), rng.uniform(0.0, 1.0) * 255, rng.uniform(0.15, 1.0) * 255]]],
+        np.float32,
+    ).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def _luma(c: np.ndarray) -> float:
+    return float(0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
+
+
+def colour_pair(rng) -> tuple[np.ndarray, np.ndarray]:
+    """Two RGB colours (float32 [3]) of one texture, from the one colour distribution of every
+    texture (objects and background alike); they differ in luminance, so the pattern is visible
+    to the grey-level flow."""
+    a = _colour(rng)
+    for _ in range(16):
+        b = _colour(rng)
+        if abs(_luma(a) - _luma(b)) >= PAIR_MIN_LUMA:
+            return a, b
+    return a, (a * 0.3 if _luma(a) > 127 else np.clip(a + 120.0, 0, 255)).astype(np.float32)
+
+
+def _render(rng, pattern: np.ndarray, scale: float) -> np.ndarray:
+    """Two colours mixed by ``pattern`` [h,w] in [0,1], fine noise and a shading gradient, the
+    same finish for every texture; uint8 [h,w,3]."""
+    h, w = pattern.shape
+    a, b = colour_pair(rng)
+    img = a[None, None] * (1 - pattern[..., None]) + b[None, None] * pattern[..., None]
+    img += rng.uniform(3.0, 8.0) * value_noise(rng, h, w, 1.5, 2)[..., None]
+    g = np.linspace(-1, 1, w, dtype=np.float32)[None, :, None] * rng.uniform(-12, 12)
+    return np.clip(img + g, 0, 255).astype(np.uint8)
+
+
+def kind_texture(rng, kind: str, h: int, w: int, scale: float) -> np.ndarray:
+    """An object texture of ``kind``, uint8 [h,w,3]: a fine two-colour pattern of the kind's
+    family (car: plaid grid, person: polka dots, sign: concentric rings)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if kind == "car":
+        period = rng.uniform(4.0, 6.0) * scale
+        line = max(1.0, 0.35 * period)
+        ox, oy = rng.uniform(0, period, 2)
+        pat = (((xx + ox) % period) < line) | (((yy + oy) % period) < line)
+    elif kind == "person":
+        period = rng.uniform(3.5, 5.5) * scale
+        ox, oy = rng.uniform(0, period, 2)
+        r = (((xx + ox) % period) - period / 2) ** 2 + (((yy + oy) % period) - period / 2) ** 2
+        pat = r < (period * 0.32) ** 2
+    elif kind == "sign":
+        period = rng.uniform(3.0, 5.0) * scale
+        r = np.hypot(xx - (w - 1) / 2, yy - (h - 1) / 2)
+        pat = np.sin(2 * np.pi * r / period + rng.uniform(0, 2 * np.pi)) > 0
+    else:
+        raise ValueError(f"unknown object kind {kind!r}")
+    return _render(rng, pat.astype(np.float32), scale)
+
+
+def background_texture(rng, h: int, w: int, scale: float) -> np.ndarray:
+    """A background texture, uint8 [h,w,3]: smooth two-colour camouflage blobs (a thresholded
+    low-frequency noise with soft edges), the same colours and finish as the objects'."""
+    noise = value_noise(rng, h, w, rng.uniform(*BLOB_CELL) * scale, 2)
+    pat = 1.0 / (1.0 + np.exp(-(noise - rng.uniform(-0.15, 0.15)) / 0.05))
+    return _render(rng, pat.astype(np.float32), scale)
+
+
+def _voronoi(rng, ch: int, cw: int, scale: float) -> tuple[np.ndarray, int]:
+    """Mosaic cells: int32 [ch,cw] cell index and the number of cells."""
+    side = rng.uniform(*CELL_SIDE) * scale
+    n = max(2, int(round(ch * cw / side**2)))
+    seeds = rng.uniform([0, 0], [cw, ch], (n, 2)).astype(np.float32)  # [n,2] (x, y)
+    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
+    best = np.full((ch, cw), np.inf, np.float32)
+    cell = np.zeros((ch, cw), np.int32)
+    for i, (sx, sy) in enumerate(seeds):
+        d = (xx - sx) ** 2 + (yy - sy) ** 2
+        closer = d < best
+        best[closer] = d[closer]
+        cell[closer] = i
+    return cell, n
+
+
+def mosaic(rng, ch: int, cw: int, scale: float, object_share: float) -> np.ndarray:
+    """The far background, uint8 [ch,cw,3]: a Voronoi mosaic of background-texture cells, of
+    which cells covering ``object_share`` of the area (in a random order, the last one may
+    overshoot) get an object-kind texture instead. Each cell draws from its own stream, so the
+    share changes the chosen cells only."""
+    cell, n = _voronoi(rng, ch, cw, scale)
+    cell_seeds = rng.integers(0, 2**63, n)
+    order = rng.permutation(n)
+    area = np.bincount(cell.ravel(), minlength=n)
+    objectish = np.zeros(n, bool)
+    covered, target = 0, object_share * ch * cw
+    for i in order:
+        if covered >= target or object_share <= 0:
+            break
+        objectish[i] = True
+        covered += area[i]
+    img = np.empty((ch, cw, 3), np.uint8)
+    for i in range(n):
+        ys, xs = np.nonzero(cell == i)
+        if len(ys) == 0:
+            continue
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        crng = np.random.default_rng(int(cell_seeds[i]))
+        if objectish[i]:
+            kind = KINDS[int(crng.integers(len(KINDS)))]
+            tex = kind_texture(crng, kind, y1 - y0, x1 - x0, scale)
+        else:
+            tex = background_texture(crng, y1 - y0, x1 - x0, scale)
+        img[ys, xs] = tex[ys - y0, xs - x0]
+    return img
+
+
+# ------------------------------------------------------------------------------------------
+# object shapes
+# ------------------------------------------------------------------------------------------
+
+
+def _shape_for(rng, kind: str) -> str:
+    if kind == "car":
+        return "rounded_box"
+    if kind == "person":
+        return ("capsule", "ellipse")[int(rng.integers(2))]
+    return ("diamond", "triangle", "octagon")[int(rng.integers(3))]
+
+
+def kind_mask(rng, shape: str, h: int, w: int) -> np.ndarray:
+    """A filled silhouette of ``shape`` inside an h x w box, bool [h,w]."""
+    m = np.zeros((h, w), np.uint8)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    if shape == "rounded_box":
+        r = max(1, int(round(rng.uniform(0.2, 0.35) * min(h, w))))
+        cv2.rectangle(m, (r, 0), (w - 1 - r, h - 1), 1, -1)
+        cv2.rectangle(m, (0, r), (w - 1, h - 1 - r), 1, -1)
+        for x, y in ((r, r), (w - 1 - r, r), (r, h - 1 - r), (w - 1 - r, h - 1 - r)):
+            cv2.circle(m, (x, y), r, 1, -1)
+    elif shape == "capsule":
+        r = max(1, (w - 1) // 2)
+        cv2.rectangle(m, (0, r), (w - 1, h - 1 - r), 1, -1)
+        cv2.circle(m, (int(round(cx)), r), r, 1, -1)
+        cv2.circle(m, (int(round(cx)), h - 1 - r), r, 1, -1)
+    elif shape == "ellipse":
+        cv2.ellipse(m, (int(round(cx)), int(round(cy))), (max(1, int(cx)), max(1, int(cy))),
+                    0, 0, 360, 1, -1)  # fmt: skip
+    elif shape == "diamond":
+        pts = [[cx, 0], [w - 1, cy], [cx, h - 1], [0, cy]]
+        cv2.fillPoly(m, [np.round(np.array(pts)).astype(np.int32)], 1)
+    elif shape == "triangle":
+        pts = [[cx, 0], [w - 1, h - 1], [0, h - 1]]
+        if rng.random() < 0.5:  # pointing down
+            pts = [[0, 0], [w - 1, 0], [cx, h - 1]]
+        cv2.fillPoly(m, [np.round(np.array(pts)).astype(np.int32)], 1)
+    elif shape == "octagon":
+        ang = np.arange(8) * np.pi / 4 + np.pi / 8
+        pts = np.stack([cx + cx * np.cos(ang) / np.cos(np.pi / 8),
+                        cy + cy * np.sin(ang) / np.cos(np.pi / 8)], 1)  # fmt: skip
+        pts = np.clip(pts, 0, [w - 1, h - 1])
+        cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1)
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+    return m.astype(bool)
+
+
+def _box_size(rng, kind: str, shape: str, scale: float) -> tuple[int, int]:
+    """(w, h) of the sprite box for an area drawn from OBJECT_AREA."""
+    box = rng.uniform(*OBJECT_AREA) * scale**2 / FILL[shape]
+    if kind == "car":
+        aspect = rng.uniform(*CAR_ASPECT)  # w / h
+    elif kind == "person":
+        aspect = 1.0 / rng.uniform(*PERSON_ASPECT)
+    else:
+        aspect = rng.uniform(*SIGN_ASPECT)
+    h = np.sqrt(box / aspect)
+    return max(5, int(round(h * aspect))), max(5, int(round(h)))
+
+
+class _Spec:
+    """An object's appearance, drawn before (and independently of) whether it moves."""
+
+    def __init__(self, rng, scale: float):
+        self.kind = KINDS[int(rng.integers(len(KINDS)))]
+        shape = _shape_for(rng, self.kind)
+        self.w, self.h = _box_size(rng, self.kind, shape, scale)
+        self.mask = kind_mask(rng, shape, self.h, self.w)
+        self.texture = kind_texture(rng, self.kind, self.h, self.w, scale)
+
+
+# ------------------------------------------------------------------------------------------
+# motion and placement
+# ------------------------------------------------------------------------------------------
+
+
+def _inner_view(cams, H, W) -> tuple[float, float, float, float]:
+    """World box (x0, y0, x1, y1) seen in every frame, less VIEW_MARGIN."""
+    half_w, half_h = W / 2 / cams[:, 2], H / 2 / cams[:, 2]
+    return (
+        float((cams[:, 0] - half_w).max()) + VIEW_MARGIN,
+        float((cams[:, 1] - half_h).max()) + VIEW_MARGIN,
+        float((cams[:, 0] + half_w).min()) - VIEW_MARGIN,
+        float((cams[:, 1] + half_h).min()) - VIEW_MARGIN,
+    )
+
+
+def _motion(rng, cfg, T: int, scale: float, slow: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A mover's velocity [2] (px/frame, world) and per-interval motion bool [T-1]: constant
+    velocity, some start late or stop early."""
+    direction = np.array(random_direction(rng))
+    if slow:
+        speed = rng.uniform(*SLOW_SPEED) * scale
+    else:
+        speed = rng.uniform(0.4, 1.0) * cfg.max_speed_px * scale
+    moves = np.ones(max(T - 1, 0), bool)
+    if T > 2 and rng.random() < PARTIAL_MOTION_P:
+        cut = int(rng.integers(1, T - 1))
+        if rng.random() < 0.5:
+            moves[:cut] = False  # starts late
+        else:
+            moves[cut:] = False  # stops early
+    return speed * direction, moves
+
+
+def _offsets(vel: np.ndarray, moves: np.ndarray) -> np.ndarray:
+    """Displacement from frame 0, float [T,2]."""
+    steps = np.concatenate([[0.0], np.cumsum(moves)])
+    return steps[:, None] * vel[None, :]
+
+
+def _fit_travel(vel, moves, size, inner) -> np.ndarray:
+    """Slow ``vel`` down where the sprite and its travel would not fit in the inner view."""
+    off = _offsets(vel, moves)
+    travel = off.max(0) - off.min(0)
+    slack = np.array([inner[2] - inner[0] - size[0], inner[3] - inner[1] - size[1]])
+    factor = 1.0
+    for a in range(2):
+        if travel[a] > slack[a]:
+            factor = min(factor, max(slack[a], 0.0) / travel[a])
+    return vel * factor
+
+
+def _swept_box(tl, off, size) -> np.ndarray:
+    """(x0, y0, x1, y1) covered by the sprite box over the clip."""
+    lo, hi = off.min(0), off.max(0)
+    return np.array([tl[0] + lo[0], tl[1] + lo[1], tl[0] + size[0] + hi[0],
+                     tl[1] + size[1] + hi[1]])  # fmt: skip
+
+
+def _overlap(a, boxes) -> float:
+    """Largest overlap of box ``a`` with any of ``boxes``, as a share of the smaller box."""
+    worst = 0.0
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    for b in boxes:
+        iw = min(a[2], b[2]) - max(a[0], b[0])
+        ih = min(a[3], b[3]) - max(a[1], b[1])
+        if iw > 0 and ih > 0:
+            small = min(area_a, (b[2] - b[0]) * (b[3] - b[1]))
+            worst = max(worst, iw * ih / max(small, 1e-6))
+    return worst
+
+
+def _place(rng, size, off, inner, boxes, force: bool):
+    """Top-left (x, y) at frame 0 whose swept box lies in ``inner`` and overlaps the placed
+    ``boxes`` by at most MAX_OVERLAP; the least overlapping try when ``force``, else None."""
+    lo = (inner[0] - off[:, 0].min(), inner[1] - off[:, 1].min())
+    hi = (inner[2] - size[0] - off[:, 0].max(), inner[3] - size[1] - off[:, 1].max())
+    best, best_ov = None, np.inf
+    for _ in range(PLACE_TRIES):
+        tl = tuple(
+            rng.uniform(lo[a], hi[a]) if hi[a] > lo[a] else (lo[a] + hi[a]) / 2 for a in range(2)
+        )
+        ov = _overlap(_swept_box(tl, off, size), boxes)
+        if ov <= MAX_OVERLAP:
+            return tl
+        if ov < best_ov:
+            best, best_ov = tl, ov
+    return best if force else None
+
+
+def _sprite(spec: _Spec, tl, off, moves) -> Sprite:
+    pos = np.asarray(tl, np.float64)[None, :] + off
+    return Sprite(spec.mask, spec.texture, pos, moves.copy())
+
+
+def objects(rng, cfg, T: int, H: int, W: int, scale: float, cams) -> tuple[list, list[str]]:
+    """The clip's objects in depth order (last on top) and their kinds.
+
+    Appearances first (kind, shape, size, texture), then which of them move (``moving_share``;
+    the first ``min_objects`` hold at least one static and one moving object), then motion and
+    placement. A mover may get a convoy companion (an extra object, up to ``max_objects``)."""
+    if not 1 <= cfg.min_objects <= cfg.max_objects:
+        raise ValueError(
+            f"data.synthetic.min_objects/max_objects: need 1 <= min <= max, "
+            f"got {cfg.min_objects}, {cfg.max_objects}"
+        )
+    n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
+    specs = [_Spec(rng, scale) for _ in range(n)]
+    moving = rng.random(n) < cfg.moving_share
+    m = min(n, cfg.min_objects)
+    if m >= 2 and (moving[:m].all() or not moving[:m].any()):
+        k = int(rng.integers(m))
+        moving[k] = not moving[k]
+    inner = _inner_view(cams, H, W)
+    placed: list[tuple[Sprite, str]] = []
+    boxes: list[np.ndarray] = []
+    still = np.zeros(max(T - 1, 0), bool)
+    for i, spec in enumerate(specs):
+        size = (spec.w, spec.h)
+        if moving[i]:
+            vel, moves = _motion(rng, cfg, T, scale, slow=rng.random() < SLOW_P)
+            vel = _fit_travel(vel, moves, size, inner)
+        else:
+            vel, moves = np.zeros(2), still
+        off = _offsets(vel, moves)
+        tl = _place(rng, size, off, inner, boxes, force=i < cfg.min_objects)
+        if tl is None:
+            continue
+        placed.append((_sprite(spec, tl, off, moves), spec.kind))
+        boxes.append(_swept_box(tl, off, size))
+        if moving[i] and len(specs) + len(placed) - i - 1 < cfg.max_objects:
+            if rng.random() < CONVOY_P:
+                mate = _convoy_mate(rng, scale, spec, tl, vel, moves, off, inner, boxes)
+                if mate is not None:
+                    placed.append(mate[:2])
+                    boxes.append(mate[2])
+    order = rng.permutation(len(placed))  # depth order independent of motion and kind
+    return [placed[i][0] for i in order], [placed[i][1] for i in order]
+
+
+def _convoy_mate(rng, scale, lead: _Spec, tl, vel, moves, off, inner, boxes):
+    """A companion beside the leader (perpendicular to its motion, overlapping it a little),
+    same velocity: flow sees one moving blob, GT two objects. (Sprite, kind, swept box) or
+    None when it does not fit."""
+    spec = _Spec(rng, scale)
+    speed = float(np.hypot(*vel))
+    if speed == 0:
+        return None
+    px, py = -vel[1] / speed, vel[0] / speed  # unit vector perpendicular to the motion
+    ext_lead = abs(px) * lead.w + abs(py) * lead.h
+    ext_mate = abs(px) * spec.w + abs(py) * spec.h
+    gap = 0.5 * (ext_lead + ext_mate) * CONVOY_GAP
+    centre = (tl[0] + lead.w / 2, tl[1] + lead.h / 2)
+    others = boxes[:-1]  # the leader's own box is the last one
+    for sgn in (1.0, -1.0) if rng.random() < 0.5 else (-1.0, 1.0):
+        c = (centre[0] + sgn * px * gap, centre[1] + sgn * py * gap)
+        mtl = (c[0] - spec.w / 2, c[1] - spec.h / 2)
+        box = _swept_box(mtl, off, (spec.w, spec.h))
+        inside = box[0] >= inner[0] and box[1] >= inner[1] and box[2] <= inner[2]
+        if inside and box[3] <= inner[3] and _overlap(box, others) <= MAX_OVERLAP:
+            return _sprite(spec, mtl, off, moves), spec.kind, box
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# background clutter: swaying regions and near-layer poles
+# ------------------------------------------------------------------------------------------
+
+
+def _sways(rng, ch, cw, scale, inner, H, W) -> list[tuple]:
+    """Regions of the far layer whose texture oscillates and flickers: (mask [ch,cw] bool,
+    texture uint8 [ch,cw,3], amplitude vector px, phase, angular speed, flicker phase)."""
+    if rng.random() >= SWAY_P:
+        return []
+    out = []
+    for _ in range(int(rng.integers(SWAYS[0], SWAYS[1] + 1))):
+        r = rng.uniform(*SWAY_SIZE) * np.sqrt(H * W) / 2
+        cx = rng.uniform(inner[0], inner[2])
+        cy = rng.uniform(inner[1], inner[3])
+        m = np.zeros((ch, cw), np.uint8)
+        axes = (max(2, int(r * rng.uniform(0.7, 1.3))), max(2, int(r * rng.uniform(0.5, 1.0))))
+        cv2.ellipse(m, (int(cx), int(cy)), axes, rng.uniform(0, 180), 0, 360, 1, -1)
+        amp = rng.uniform(*SWAY_AMP) * scale * np.array(random_direction(rng))
+        tex = background_texture(rng, ch, cw, scale)
+        out.append((m.astype(bool), tex, amp, rng.uniform(0, 2 * np.pi),
+                    rng.uniform(0.9, 1.6), rng.uniform(0, 2 * np.pi)))  # fmt: skip
+    return out
+
+
+def _apply_sways(canvas, sways, t) -> None:
+    for mask, tex, amp, phase, omega, fphase in sways:
+        d = amp * np.sin(omega * t + phase)
+        m = np.array([[1, 0, d[0]], [0, 1, d[1]]], np.float32)
+        moved = cv2.warpAffine(tex, m, (tex.shape[1], tex.shape[0]),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        flick = FLICKER_AMP * np.sin(1.7 * omega * t + fphase)
+        canvas[mask] = np.clip(moved[mask].astype(np.float32) + flick, 0, 255).astype(np.uint8)
+
+
+def _poles(rng, cams, H, W, scale):
+    """The near layer: (canvas uint8 [ph,pw,3], alpha bool [ph,pw], cams [T,3]) or None."""
+    if rng.random() >= POLE_P:
+        return None
+    f = rng.uniform(*PARALLAX)
+    near = cams.copy()
+    near[:, :2] = cams[0, :2] + f * (cams[:, :2] - cams[0, :2])
+    near[:, 2] = 1.0 + f * (cams[:, 2] - 1.0)
+    x0, y0, cw, ch = canvas_box(near, H, W, pad=int(np.ceil(4 * scale)) + 2)
+    near[:, 0] -= x0
+    near[:, 1] -= y0
+    img = np.zeros((ch, cw, 3), np.uint8)
+    alpha = np.zeros((ch, cw), np.uint8)
+    v0 = near[0, 0] - W / 2 / near[0, 2]
+    for _ in range(int(rng.integers(POLES[0], POLES[1] + 1))):
+        pw = max(2, int(rng.uniform(*POLE_WIDTH) * W))
+        xc = rng.uniform(v0, v0 + W / near[0, 2])
+        tilt = rng.uniform(-0.15, 0.15) * ch
+        pts = np.array([[xc - pw / 2 + tilt, 0], [xc + pw / 2 + tilt, 0],
+                        [xc + pw / 2 - tilt, ch - 1], [xc - pw / 2 - tilt, ch - 1]])  # fmt: skip
+        m = np.zeros((ch, cw), np.uint8)
+        cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1)
+        tex = background_texture(rng, ch, cw, scale)
+        img[m > 0] = tex[m > 0]
+        alpha |= m
+    return img, alpha, near
+
+
+# ------------------------------------------------------------------------------------------
+# the clip
+# ------------------------------------------------------------------------------------------
+
+
+def generate_video_v3(
+    cfg: SyntheticConfig, height: int, width: int, split: str, index: int
+) -> SyntheticVideo:
+    """Render clip ``index`` of ``split`` (version 3); deterministic from (seed, split, index).
+    The returned video's ``kinds`` names each GT id's kind."""
+    share = float(cfg.bg_object_texture_share)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"data.synthetic.bg_object_texture_share: need 0..1, got {share}")
+    rng = split_seed(cfg.seed, f"v3/{split}", index)  # camera, then sensor noise
+    T = cfg.frames_per_video
+    scale, camera_motion, cams, cw, ch = camera_and_canvas(rng, cfg, height, width)
+    background = mosaic(split_seed(cfg.seed, f"v3/{split}/background", index), ch, cw, scale,
+                        share)  # fmt: skip
+    obs, kinds = objects(split_seed(cfg.seed, f"v3/{split}/objects", index), cfg, T, height,
+                         width, scale, cams)  # fmt: skip
+    clutter = split_seed(cfg.seed, f"v3/{split}/clutter", index)
+    sways = _sways(clutter, ch, cw, scale, _inner_view(cams, height, width), height, width)
+    poles = _poles(clutter, cams, height, width, scale)
+    frames = np.empty((T, height, width, 3), np.uint8)
+    gt = np.empty((T, height, width), np.int32)
+    for t in range(T):
+        canvas = background.copy()
+        _apply_sways(canvas, sways, t)
+        ids = np.zeros((ch, cw), np.int32)
+        for k, ob in enumerate(obs, start=1):  # list order = depth order (last on top)
+            paste_sprite(canvas, ids, ob, t, k)
+        frames[t], gt[t] = camera_view(canvas, ids, cams[t], height, width, camera_motion)
+        if poles is not None:  # the poles' layer hides the far background, never an object
+            img, alpha, near = poles
+            p_img, p_alpha = camera_view(img, alpha, near[t], height, width, camera_motion)
+            cover = (p_alpha > 0) & (gt[t] == 0)
+            frames[t][cover] = p_img[cover]
+            gt[t][cover] = 0
+    video = finish_video(rng, frames, gt, obs, camera_motion, f"synthetic-v3-{split}-{index:06d}")
+    video.kinds = kinds
+    return video
