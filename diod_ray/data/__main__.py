@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         help="checkpoint URI: also report W_fg coverage of static vs moving GT objects",
     )
     i.add_argument("--weights", choices=["student", "teacher"], default=None)
+    i.add_argument(
+        "--no-premise",
+        action="store_true",
+        help="skip the pixel classifiers (object vs background AUC, diod_ray/data/premise.py)",
+    )
 
     v = sub.add_parser("validate", help="check every shard; non-zero exit on problems")
     add_config_args(v)
@@ -109,10 +114,13 @@ def main(argv: list[str] | None = None) -> int:
                 bad_checkpoint = (CheckpointError,)
             try:
                 summary = inspect_uri(
-                    args.uri, args.split, cfg, args.limit, args.checkpoint, args.weights
-                )
+                    args.uri, args.split, cfg, args.limit, args.checkpoint, args.weights,
+                    premise=not args.no_premise,
+                )  # fmt: skip
             except bad_checkpoint as exc:  # missing, truncated or foreign checkpoint
                 return report("data", exc)
+            if "extra" in summary.get("premise", {}):  # scikit-learn missing: one line
+                print(f"inspect: {summary['premise']['skipped']}", file=sys.stderr)
             print(json.dumps(summary, indent=1))
         elif args.command == "validate":
             from diod_ray.data.shards import validate

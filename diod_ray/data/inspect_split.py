@@ -1,4 +1,5 @@
-"""Summaries of a shard URI: sizes, objects per clip, and motion-mask quality against GT."""
+"""Summaries of a shard URI: sizes, objects per clip and their size on the attention grid,
+motion-mask quality against GT, and whether DIOD's premise holds (:mod:`.premise`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from diod_ray.data.shards import iter_clips, list_splits, read_manifest
 
 if TYPE_CHECKING:
     from diod_ray.config import Config
+
+# the model's attention grid is at stride 4 (ResNet trunk; DINOv2 features are upsampled to it)
+GRID_STRIDE = 4
 
 
 def _stats(values: list[float]) -> dict:
@@ -32,6 +36,21 @@ def _clean(d: dict) -> dict:
     }
 
 
+def _cells(cells: list[float], min_region: int | None) -> dict:
+    """Object sizes in attention-grid cells: median, 10th percentile, min and the share at or
+    below ``distill.min_region_pixels`` (regions the teacher drops)."""
+    a = np.asarray(cells, dtype=float)
+    out = {
+        "median": round(float(np.median(a)), 2),
+        "p10": round(float(np.percentile(a, 10)), 2),
+        "min": round(float(a.min()), 2),
+    }
+    if min_region is not None:
+        out["min_region_pixels"] = min_region
+        out["share_at_or_below_min_region"] = round(float((a <= min_region).mean()), 4)
+    return out
+
+
 def inspect_split(
     uri: str,
     split: str,
@@ -40,8 +59,8 @@ def inspect_split(
     checkpoint: str | None = None,
     weights: str | None = None,
 ) -> dict:
-    """Clips, T/H/W, GT objects per clip and their share of the frame, motion segments per frame
-    and, where GT and moving flags exist, :class:`~diod_ray.data.mask_quality.MaskQuality` of the
+    """Clips, T/H/W, GT objects per clip, their share of the frame and their area in cells of the
+    stride-4 attention grid, motion segments per frame and, where GT and moving flags exist, :class:`~diod_ray.data.mask_quality.MaskQuality` of the
     motion masks and, with ``checkpoint``, the W_fg coverage of static vs moving objects
     (:mod:`.fg_coverage`)."""
     from diod_ray.data.mask_quality import MaskQuality
@@ -49,7 +68,7 @@ def inspect_split(
     settings = cfg.storage if cfg else None
     manifest = read_manifest(uri, split, settings)
     quality = MaskQuality(min_gt_pixels=cfg.data.min_mask_pixels if cfg else 1)
-    objects, segments, moving_objects, areas = [], [], [], []
+    objects, segments, moving_objects, areas, cells = [], [], [], [], []
     seen = with_moving = 0
     for clip in iter_clips(uri, split, settings, limit=limit):
         seen += 1
@@ -60,6 +79,7 @@ def inspect_split(
             for frame in clip.gt:  # each visible object's share of its frame
                 counts = np.bincount(frame.ravel().astype(np.int64))[1:]
                 areas.extend((counts[counts > 0] / frame.size).tolist())
+                cells.extend((counts[counts > 0] / GRID_STRIDE**2).tolist())
             if clip.gt_moving is not None:
                 with_moving += 1
                 moving_objects.append(int(clip.gt_moving[:, 1:].any(axis=0).sum()))
@@ -79,6 +99,8 @@ def inspect_split(
         out["objects_per_clip"] = _stats(objects)
         # per (frame, visible GT object): the scale a pseudo-label should have (docs/teacher.md)
         out["object_area_share"] = _stats(areas)
+    if cells:  # per (frame, visible GT object), in cells of the stride-4 grid
+        out["object_cells"] = _cells(cells, cfg.distill.min_region_pixels if cfg else None)
     if moving_objects:
         out["moving_objects_per_clip"] = _stats(moving_objects)
     if with_moving:
@@ -98,9 +120,51 @@ def inspect_uri(
     limit: int | None = None,
     checkpoint: str | None = None,
     weights: str | None = None,
+    premise: bool = True,
 ) -> dict:
-    splits = [split] if split else list_splits(uri, cfg.storage if cfg else None)
-    return {
+    """Each split's summary (``split``: only that one) and, with ``premise``, the URI's premise
+    section (:func:`premise_section`)."""
+    all_splits = list_splits(uri, cfg.storage if cfg else None)
+    splits = [split] if split else all_splits
+    out = {
         "uri": uri,
         "splits": {s: inspect_split(uri, s, cfg, limit, checkpoint, weights) for s in splits},
     }
+    if premise:
+        out["premise"] = premise_section(uri, all_splits, cfg)
+    return out
+
+
+def premise_section(uri: str, splits: list[str], cfg: Config | None = None) -> dict:
+    """The fixed pixel classifiers of :mod:`.premise`, trained on the first clips of the train
+    split and scored on the val split (the test split when there is none). ``{"skipped": why}``
+    when a split or GT is missing, and ``{"skipped": ..., "extra": "premise"}`` without
+    scikit-learn."""
+    from diod_ray.data import premise
+
+    settings = cfg.storage if cfg else None
+    train = cfg.data.train_split if cfg else "train"
+    candidates = (cfg.data.val_split, cfg.data.test_split) if cfg else ("val", "test")
+    scored = [s for s in candidates if s in splits and s != train]
+    if train not in splits or not scored:
+        return {"skipped": f"needs a {train!r} split and a val or test split with GT"}
+
+    def arrays(split: str, n: int):
+        for clip in iter_clips(uri, split, settings, limit=n):
+            if clip.gt is None:
+                raise _NoGT(split)
+            yield clip.frames, clip.gt, clip.gt_moving
+
+    try:
+        report = premise.premise_report(
+            arrays(train, premise.TRAIN_CLIPS), arrays(scored[0], premise.EVAL_CLIPS)
+        )
+    except premise.PremiseUnavailable as exc:
+        return {"skipped": str(exc), "extra": "premise"}
+    except _NoGT as exc:
+        return {"skipped": f"split {exc.args[0]!r} has no GT (the classifiers learn from it)"}
+    return {"train_split": train, "scored_split": scored[0], **report}
+
+
+class _NoGT(Exception):
+    """A split the premise needs has no GT."""

@@ -32,6 +32,7 @@ class MaskQuality:
         self.moving_iou_sum = 0.0
         self.segments = 0
         self.segments_matched = 0
+        self.segments_matched_moving = 0
         self.segments_spurious = 0
         self.segments_merged = 0
 
@@ -74,11 +75,13 @@ class MaskQuality:
             return
         seg_inter = inter[1:, 1:]  # [G, S]
         matched = (iou >= MATCH_IOU).any(0) if n_gt > 1 else np.zeros(n_seg - 1, bool)
+        matched_moving = (iou[mov] >= MATCH_IOU).any(0)  # [S] a moving object's match
         bg_share = inter[0, 1:] / np.maximum(seg_area[1:], 1)
         cover = seg_inter / np.maximum(gt_area[1:, None], 1)  # share of each object in segment
         merged = ((cover >= MERGE_COVER) & present[:, None]).sum(0) >= 2
         self.segments += n_seg - 1
         self.segments_matched += int(matched.sum())
+        self.segments_matched_moving += int(matched_moving.sum())
         self.segments_spurious += int((~matched & (bg_share > SPURIOUS_BG_SHARE)).sum())
         self.segments_merged += int(merged.sum())
 
@@ -95,6 +98,9 @@ class MaskQuality:
             "static_recall": ratio(self.static_found, self.static_objects),
             "moving_mean_best_iou": ratio(self.moving_iou_sum, self.moving_objects),
             "segment_precision": ratio(self.segments_matched, self.segments),
+            # share of segments matching a moving GT object (IoU >= MATCH_IOU): what burn-in
+            # learns from is right this often
+            "moving_segment_precision": ratio(self.segments_matched_moving, self.segments),
             "spurious_per_frame": ratio(self.segments_spurious, self.frames),
             "merged_share": ratio(self.segments_merged, self.segments),
         }
