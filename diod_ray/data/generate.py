@@ -168,6 +168,7 @@ def _check_version(cfg: Config, split: str) -> None:
             uri=cfg.data.uri,
             file=f"{split}/_manifest.json",
             field="synthetic.version",
-            expected=f"a folder of version {want} (the synthetic preset uses "
-            f"~/.cache/diod_ray/synthetic-v{want}) or data.synthetic.version={have}",
+            expected=f"a folder of version {want} (preset synthetic: version 3 in "
+            f"~/.cache/diod_ray/synthetic-v3; synthetic-v2: version 2 in .../synthetic-v2) or "
+            f"data.synthetic.version={have}",
         )

@@ -153,3 +153,21 @@ def test_preset_config_selects_version_3():
     s = dataclasses.replace(cfg.data.synthetic, version=3)
     v = generate_video(s, cfg.data.height, cfg.data.width, "val", 0)
     assert v.video_id.startswith("synthetic-v3-") and v.kinds is not None
+
+
+def test_a_v3_folder_is_refused_under_another_version(tmp_path):
+    """The manifest records version 3; a version-2 config on that folder fails in one line."""
+    from diod_ray.config import load_config
+    from diod_ray.data.errors import DataError
+    from diod_ray.data.generate import ensure_synthetic, generate_split
+
+    uri = str(tmp_path / "v3")
+    cfg = load_config("synthetic", sets=[f"data.uri={uri}"])
+    for split in ("train", "test"):
+        generate_split(cfg, split, clips=2, progress=False, workers=1)
+    ensure_synthetic(cfg, progress=False)  # same version: nothing to do
+    v2 = load_config("synthetic-v2", sets=[f"data.uri={uri}"])
+    with pytest.raises(
+        DataError, match="synthetic benchmark version 3, but data.synthetic.version is 2"
+    ):
+        ensure_synthetic(v2, progress=False)
