@@ -2,8 +2,10 @@
 
 Frames are stored per frame as raw uint8 RGB bytes (``frame_codec="raw"``, H*W*3 bytes, row
 major) inside a Parquet column compressed with zstd, or as PNG (``"png"``). Masks (motion ids,
-GT ids) are raw little-endian uint16 per frame (``mask_codec="raw"``, zstd at the Parquet level)
-or 16-bit PNG (``"png"``). The measured choice is in docs/data.md: raw + zstd decodes 4-15x
+GT ids) are raw per frame (``mask_codec="raw"``, zstd at the Parquet level), uint8 when every id
+of the frame is below 256 and little-endian uint16 otherwise (the reader tells them apart by the
+byte count; shards written before stored uint16 throughout), or PNG (``"png"``, 8- or 16-bit by
+the same rule). The measured choice is in docs/data.md: raw + zstd decodes 4-15x
 faster than PNG for ~1.5x the bytes.
 """
 
@@ -86,7 +88,10 @@ def _encode_frame(img: np.ndarray, codec: str) -> bytes:
 
 
 def _encode_mask(mask: np.ndarray, codec: str) -> bytes:
-    m = np.ascontiguousarray(mask).astype("<u2")
+    """One mask frame, no wider than its ids need: uint8 when every id < 256, else uint16."""
+    mask = np.asarray(mask)
+    narrow = mask.size == 0 or int(mask.max()) < 256
+    m = np.ascontiguousarray(mask).astype("<u1" if narrow else "<u2")
     if codec == "raw":
         return m.tobytes()
     ok, buf = cv2.imencode(".png", m)
@@ -224,9 +229,13 @@ def _decode_frame(buf: bytes, codec: str, h: int, w: int) -> np.ndarray:
 
 
 def _decode_mask(buf: bytes, codec: str, h: int, w: int) -> np.ndarray:
-    if codec == "raw":
+    if codec == "raw":  # uint8 (h*w bytes) or uint16 (2*h*w bytes, and every older shard)
+        if len(buf) == h * w:
+            return np.frombuffer(buf, np.uint8).reshape(h, w)
         if len(buf) != h * w * 2:
-            raise ValueError(f"{len(buf)} bytes, expected {h * w * 2} for {h}x{w} uint16")
+            raise ValueError(
+                f"{len(buf)} bytes, expected {h * w} (uint8) or {h * w * 2} (uint16) for {h}x{w}"
+            )
         return np.frombuffer(buf, "<u2").reshape(h, w)
     m = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
     if m is None:

@@ -4,7 +4,10 @@ Writing is atomic per split: part files go to ``<uri>/_tmp/<split>-<random>/`` a
 ``<uri>/<split>/`` only when every clip is written (:func:`diod_ray.storage.replace_dir`: one
 rename on a local disk, server-side copies on S3). The manifest (file list, clip counts, schema
 version) is written last, so a split "exists" exactly when its manifest does. Nothing existing is
-replaced unless ``overwrite``.
+replaced unless ``overwrite``. Each file's entry lists its clip ids too (``clip_ids``), and the
+manifest the largest motion-mask id (``max_motion_id``), so a reader plans its reads from this one
+small file without opening a part file; manifests written before either key still load
+(:meth:`Split.file_clip_ids` is then None, and the pipeline reads the footers once instead).
 
 Reading opens a split once (:func:`open_split`: filesystem, paths, manifest) and hands the
 :class:`Split` down; the URI-taking helpers below are one-call conveniences over it.
@@ -75,6 +78,19 @@ class Split:
     def part_uris(self) -> list[str]:
         """The part files as URIs (``s3://...`` or absolute local paths)."""
         return storage.uris_of(self.uri, self.part_paths)
+
+    @property
+    def file_clip_counts(self) -> list[int]:
+        """Clips per part file, in manifest order."""
+        return [int(f["clips"]) for f in self.manifest["files"]]
+
+    def file_clip_ids(self) -> list[list[str]] | None:
+        """Each part file's clip ids in stored order, from the manifest; None for a manifest
+        written before they were listed there (the caller then reads them from the files)."""
+        files = self.manifest["files"]
+        if not files or any("clip_ids" not in f for f in files):
+            return None
+        return [[str(c) for c in f["clip_ids"]] for f in files]
 
     def read_part(self, fpath: str, columns=None) -> pa.Table:
         return read_part(self.fs, fpath, self.uri, columns)
@@ -172,6 +188,7 @@ class ShardWriter:
         self._has_gt: bool | None = None
         self._sources: set[str] = set()
         self._max_num_ids = 0
+        self._max_motion_id = 0
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -228,6 +245,8 @@ class ShardWriter:
         self._ids.add(clip.clip_id)
         self._sources.add(clip.source)
         self._max_num_ids = max(self._max_num_ids, int(row["num_ids"]))
+        if clip.motion.size:
+            self._max_motion_id = max(self._max_motion_id, int(clip.motion.max()))
         self._rows.append(row)
         if len(self._rows) >= self.clips_per_file:
             self._flush()
@@ -247,7 +266,8 @@ class ShardWriter:
                 pq.write_table(
                     table, out, compression=self.compression, row_group_size=len(self._rows)
                 )
-        self._files.append({"name": name, "clips": len(self._rows)})
+        ids = [r["clip_id"] for r in self._rows]
+        self._files.append({"name": name, "clips": len(self._rows), "clip_ids": ids})
         self._rows = []
 
     # -- commit / abort ---------------------------------------------------------------------
@@ -263,6 +283,7 @@ class ShardWriter:
             "width": w,
             "has_gt": bool(self._has_gt),
             "max_num_ids": self._max_num_ids,
+            "max_motion_id": self._max_motion_id,
             "sources": sorted(self._sources),
             "frame_codec": self.frame_codec,
             "mask_codec": self.mask_codec,
@@ -429,6 +450,9 @@ def validate(
                 problems.append(
                     f"uri {uri}, file {fpath}: {table.num_rows} rows (manifest says {f['clips']})"
                 )
+            listed_ids = f.get("clip_ids")
+            if listed_ids is not None and listed_ids != table.column("clip_id").to_pylist():
+                problems.append(f"uri {uri}, file {fpath}: clip ids differ from the manifest's")
             total += table.num_rows
             for i, row in enumerate(table.to_pylist()):
                 try:

@@ -48,26 +48,36 @@ def measures_gates(cfg: Config) -> bool:
 def build_trainer(cfg: Config, *, callbacks=()):
     """The TorchTrainer of a run: DDP over ``run.num_workers`` (0 = in-process local mode)."""
     import ray.train
-    from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
 
-    from diod_ray.data.pipeline import eval_dataset, train_index
+    from diod_ray.data.pipeline import EvalSplit, eval_dataset, train_index
+    from diod_ray.training.eval_in_run import head_dataset, head_limit
     from diod_ray.training.loop import train_loop_per_worker
 
     storage_path, storage_fs = storage.ray_storage(cfg.run.storage_path, cfg.storage)
-    # the train split is checked here (bad shards fail in the driver, file named), but each
-    # worker builds its own ordered Dataset per epoch (loop._iter_batches): a deterministic
-    # stream of (data seed, epoch, rank) instead of one streaming_split of one Dataset
+    # the train split's manifest is checked here (one request); each worker builds its own
+    # ordered Dataset for the rest of the run when it starts (loop._iter_batches): a
+    # deterministic stream of (data seed, epoch, rank) that starts where a resumed run stands
     train_index(cfg)
+    # eval datasets: split over the workers by Train (EvalSplit), each clip read once per pass,
+    # in blocks of run.eval_batch_size clips, so every rank's batches are one process's batches
+    bs = cfg.run.eval_batch_size
     datasets = {}
     if cfg.run.evaluate_at_end:
-        datasets["test"] = eval_dataset(cfg, cfg.data.test_split)
-    # val/* per epoch, and the preconditions measured at the switch to distillation (gates/*,
+        datasets["test"] = eval_dataset(cfg, cfg.data.test_split, batch_size=bs)
+    # val/* per epoch on the first run.val_clips clips ("val_head"), and the preconditions
+    # measured at the switch to distillation on all of it (gates/*,
     # loop.measure_gates_at_switch): the val split, else test (said once)
-    if cfg.run.val_every_epochs > 0 or measures_gates(cfg):
+    per_epoch = cfg.run.val_every_epochs > 0
+    if per_epoch or measures_gates(cfg):
         from diod_ray.data.splits import resolve_val_split
 
-        datasets["val"] = eval_dataset(cfg, resolve_val_split(cfg))
+        val = resolve_val_split(cfg)
+        if measures_gates(cfg) or (per_epoch and cfg.run.val_clips <= 0):
+            datasets["val"] = eval_dataset(cfg, val, batch_size=bs)
+        if per_epoch and cfg.run.val_clips > 0:
+            limit = head_limit(cfg, cfg.run.val_clips)
+            datasets[head_dataset("val")] = eval_dataset(cfg, val, batch_size=bs, limit=limit)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "steps_per_epoch": steps_per_epoch(cfg)},
@@ -91,10 +101,7 @@ def build_trainer(cfg: Config, *, callbacks=()):
             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
         ),
         datasets=datasets,
-        # eval datasets unsplit and in stored order: the same batches, the same metric sums
-        dataset_config=ray.train.DataConfig(
-            datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)
-        ),
+        dataset_config=EvalSplit(),
     )
 
 

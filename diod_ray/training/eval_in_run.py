@@ -1,10 +1,9 @@
-"""Evaluation inside a run: every rank evaluates its share of the unsplit eval dataset and the
-counters are summed over the ranks (:func:`diod_ray.evaluation.evaluate_model` with
-``all_reduce``), so the numbers are the ones one process would compute (docs/metrics.md)."""
+"""Evaluation inside a run: every rank evaluates its share of the eval dataset (split over the
+ranks by Train, diod_ray.data.pipeline.EvalSplit) and the counters are summed over the ranks
+(:func:`diod_ray.evaluation.evaluate_model` with ``all_reduce``), so the numbers are the ones one
+process would compute (docs/metrics.md)."""
 
 from __future__ import annotations
-
-import itertools
 
 import ray.train
 import torch
@@ -13,22 +12,28 @@ from diod_ray.teacher import unwrap
 from diod_ray.training.state import TrainState
 
 
-def rank_eval_batches(ts: TrainState, shard, max_clips: int = 0):
-    """This rank's share of an evaluation pass: the pass (all clips, or the first ``max_clips``)
-    cut into batches of ``run.eval_batch_size``, batch ``i`` evaluated by rank ``i % world``.
+def head_dataset(dataset: str) -> str:
+    """The name of the Train dataset holding the first clips of ``dataset`` (``val_head``: the
+    per-epoch validation on ``run.val_clips`` clips), built by train.build_trainer."""
+    return f"{dataset}_head"
 
-    The eval datasets are unsplit and read in stored order (train.build_trainer), so every rank
-    sees the same batches and the shares are disjoint and complete; the counters are summed over
-    the ranks afterwards (``all_reduce``), giving the numbers one process would."""
+
+def head_limit(cfg, max_clips: int) -> int:
+    """Clips of a "first ``max_clips`` clips" pass: whole batches of ``run.eval_batch_size``, at
+    least one."""
+    return max(1, max_clips // cfg.run.eval_batch_size) * cfg.run.eval_batch_size
+
+
+def rank_eval_batches(ts: TrainState, shard):
+    """This rank's share of an evaluation pass: its shard of the eval dataset, which Train split
+    over the ranks (diod_ray.data.pipeline.EvalSplit: in stored order, in blocks of
+    ``run.eval_batch_size`` clips), so every clip is read and decoded by one rank only and the
+    batches are the ones one process would form; the counters are summed over the ranks
+    afterwards (``all_reduce``), giving the numbers one process would. Every rank iterates its
+    whole shard (a shard may hold no batch)."""
     from diod_ray.data.pipeline import iter_eval_batches
 
-    cfg = ts.cfg
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    batches = iter_eval_batches(shard, cfg, cfg.run.eval_batch_size, ts.device)
-    if max_clips > 0:
-        batches = itertools.islice(batches, max(1, max_clips // cfg.run.eval_batch_size))
-    return itertools.islice(batches, rank, None, world)
+    return iter_eval_batches(shard, ts.cfg, ts.cfg.run.eval_batch_size, ts.device)
 
 
 def sync_buffers_from_rank0(model: torch.nn.Module) -> None:
@@ -51,7 +56,7 @@ def evaluate_in_run(ts: TrainState, max_clips: int = 0, dataset: str = "test") -
     from diod_ray.evaluation import evaluate_model
 
     cfg = ts.cfg
-    shard = ray.train.get_dataset_shard(dataset)
+    shard = ray.train.get_dataset_shard(head_dataset(dataset) if max_clips > 0 else dataset)
     model = unwrap(ts.student)
     if cfg.run.eval_weights == "teacher" and ts.teacher is not None:
         model = ts.teacher.model
@@ -61,24 +66,24 @@ def evaluate_in_run(ts: TrainState, max_clips: int = 0, dataset: str = "test") -
     was_training = model.training
     summary = evaluate_model(
         model,
-        rank_eval_batches(ts, shard, max_clips),
+        rank_eval_batches(ts, shard),
         cfg,
         cfg.run.eval_protocol,
         all_reduce=True,
     )
     model.train(was_training)
     if ts.teacher is not None:
-        summary.update(teacher_eval_summary(ts, shard, max_clips))
+        summary.update(teacher_eval_summary(ts, shard))
     return summary
 
 
-def teacher_eval_summary(ts: TrainState, shard, max_clips: int = 0) -> dict[str, float]:
+def teacher_eval_summary(ts: TrainState, shard) -> dict[str, float]:
     """The teacher's pseudo-labels on the evaluation shard's clips with GT, as ``teacher_*`` keys:
     kept per frame, frames with a kept candidate, motion masks kept, precision, static cover
     (diod_ray/teacher_diagnostics.py, docs/teacher.md); each rank its share, summed."""
     from diod_ray.teacher_diagnostics import evaluate_teacher
 
-    batches = rank_eval_batches(ts, shard, max_clips)
+    batches = rank_eval_batches(ts, shard)
     summary = evaluate_teacher(ts.teacher, batches, ts.cfg, all_reduce=True)
     return {f"teacher_{k}": v for k, v in summary.items()}
 

@@ -279,16 +279,25 @@ def ranks_param_spread(model: torch.nn.Module) -> float:
 def _iter_batches(
     cfg: Config, epoch: int, steps: int, skip: int, device: torch.device, rank: int, world: int
 ):
-    """Batches ``skip``..``steps``-1 of ``epoch`` for this rank: each worker builds its epoch's
-    ordered Dataset itself (diod_ray/data/pipeline.py), so the stream is a function of
-    (data seed, epoch, rank) and not of Ray Data's task timing."""
-    from diod_ray.data.pipeline import iter_train_batches
+    """Batches ``skip``..``steps``-1 of ``epoch`` for this rank, from the rank's one Dataset for
+    the rest of the run (diod_ray/data/pipeline.py, ``train_batches``): built at the first epoch
+    this worker runs and continued at every later one, so the stream is a function of (data seed,
+    epoch, rank) and not of Ray Data's task timing, with no per-epoch start-up."""
+    from diod_ray.data.pipeline import train_batches
 
-    return iter_train_batches(cfg, epoch, steps, device, rank=rank, world=world, skip=skip)
+    end = make_plan(cfg, steps).total_epochs
+    return train_batches(
+        cfg, epoch, steps, device, rank=rank, world=world, skip=skip, end_epoch=end
+    )
 
 
 def _inject_fault(cfg: Config) -> None:
     """Fault-tolerance testing knob (run.fault_injection_step): fail once, before any resume."""
     if cfg.run.num_workers > 0:
+        # Train V2's controller collects a worker's reports by polling it: a report still queued
+        # in the worker dies with it, so the fault waits for the last one to be collected (the
+        # data path no longer pauses at epoch ends, so a fault one step after a checkpoint
+        # came before the controller's next poll)
+        time.sleep(5.0)
         os._exit(1)  # a real worker-process death: Ray Train restarts the worker group
     raise RuntimeError(f"injected fault at step {cfg.run.fault_injection_step}")

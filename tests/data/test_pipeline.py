@@ -1,8 +1,12 @@
-"""Ray Data pipeline: augmentation (plain numpy), train/eval batches, S3 reading, Ray Train shards."""
+"""Ray Data pipeline: augmentation (plain numpy), train/eval batches, S3 reading, Ray Train shards,
+manifest-planned reads (clip ids in the manifest, old manifests), narrow masks."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -151,10 +155,6 @@ def test_train_map_is_independent_of_batch_composition(smoke_cfg):
             np.testing.assert_array_equal(one[k][0], whole[k][i])
     other = pipeline._train_map(table, smoke_cfg, epoch=4)
     assert any(not np.array_equal(other["strong"][i], whole["strong"][i]) for i in range(8))
-    keep = frozenset(whole["clip_id"][::2])
-    half = pipeline._train_map(table, smoke_cfg, epoch=3, keep=keep, out_frames=3)
-    assert list(half["clip_id"]) == list(whole["clip_id"][::2])
-    np.testing.assert_array_equal(half["weak"], whole["weak"][::2])
 
 
 def _stream(cfg, epoch, steps, **kw):
@@ -204,18 +204,43 @@ def test_ranks_read_disjoint_clips(ray_session, smoke_cfg):
     assert not s0 & s1
 
 
-def test_epoch_files_deal_a_seeded_permutation():
-    paths = [f"p{i}" for i in range(5)]
-    ids = [[f"c{i}{j}" for j in range(3)] for i in range(5)]
-    f0, keep = order.epoch_files(paths, ids, 0, 0, 0, 0, 2)
-    f1, _ = order.epoch_files(paths, ids, 0, 0, 0, 1, 2)
-    assert keep is None and sorted(f0 + f1) == paths and len(f0) == 3 and len(f1) == 2
-    assert order.epoch_files(paths, ids, 0, 0, 0, 0, 2)[0] == f0  # same key, same files
-    perms = {tuple(order.epoch_files(paths, ids, 0, e, 0, 0, 1)[0]) for e in range(6)}
+def test_pass_reads_deal_a_seeded_permutation():
+    counts = [3, 3, 3, 3, 2]
+    r0 = order.pass_reads(counts, 0, 0, 0, 0, 2)
+    r1 = order.pass_reads(counts, 0, 0, 0, 1, 2)
+    files = sorted(r.file for r in r0 + r1)
+    assert files == [0, 1, 2, 3, 4] and len(r0) == 3 and len(r1) == 2
+    assert all(r.first == 0 and r.step == 1 and r.count == counts[r.file] for r in r0 + r1)
+    assert order.pass_reads(counts, 0, 0, 0, 0, 2) == r0  # same key, same reads
+    perms = {tuple(r.file for r in order.pass_reads(counts, 0, e, 0, 0, 1)) for e in range(6)}
     assert len(perms) > 1  # the order changes with the epoch
-    few, keep0 = order.epoch_files(paths[:1], ids[:1], 0, 0, 0, 0, 2)
-    _, keep1 = order.epoch_files(paths[:1], ids[:1], 0, 0, 0, 1, 2)
-    assert few == ["p0"] and keep0 | keep1 == set(ids[0]) and not keep0 & keep1
+    # fewer files than ranks: every rank reads every file and keeps every W-th clip of the stream
+    few = [3, 2]
+    rows = {}
+    for rank in range(3):
+        for r in order.pass_reads(few, 0, 0, 0, rank, 3):
+            rows.setdefault(rank, []).extend(
+                (r.file, j) for j in range(r.first, few[r.file], r.step)[: r.count]
+            )
+    got = sorted(x for v in rows.values() for x in v)
+    assert got == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    assert sum(len(v) for v in rows.values()) == 5
+
+
+def test_epoch_plan_reads_only_what_the_batches_need():
+    """A pass is cut after the clips its batches can reach (buffer + batches x batch size);
+    passes before a resume point are not read at all; the rest is replayed."""
+    counts = [4] * 6  # 24 clips, 1 rank, batches of 2, buffer of 3
+    one = order.epoch_plan(counts, 0, 0, steps=2, batch=2, buffer=3, rank=0, world=1)
+    assert len(one) == 1 and one[0].batches == 2 and one[0].clips == 3 + 4
+    assert sum(r.count for r in one[0].reads) == 7 and len(one[0].reads) == 2
+    # 30 steps: pass 0 gives 12 batches (all its clips), pass 1 another 12, pass 2 six
+    long = order.epoch_plan(counts, 0, 0, steps=30, batch=2, buffer=3, rank=0, world=1)
+    assert [p.batches for p in long] == [12, 12, 6] and [p.clips for p in long] == [24, 24, 15]
+    resumed = order.epoch_plan(counts, 0, 0, steps=30, batch=2, buffer=3, rank=0, world=1, skip=14)
+    assert [p.pass_ for p in resumed] == [1, 2] and [p.skip for p in resumed] == [2, 0]
+    with pytest.raises(order.TooFewClips):
+        order.epoch_plan([1], 0, 0, steps=1, batch=2, buffer=3, rank=0, world=1)
 
 
 def test_shuffle_buffer_is_seeded_and_keeps_every_item():
@@ -237,6 +262,144 @@ def test_pipeline_reads_from_s3(ray_session, smoke_cfg, s3_bucket):
         for cid in b["clip_id"]
     ]
     assert sorted(ids) == sorted(c.clip_id for c in shards.iter_clips(smoke_cfg.data.uri, "test"))
+
+
+def test_run_stream_continues_across_epochs(ray_session, smoke_cfg):
+    """One Dataset for three epochs (train_batches, as the loop uses it) gives the batches of
+    three one-epoch streams; asking for another position builds a stream there."""
+    cfg = smoke_cfg
+    run = [_ids(pipeline.train_batches(cfg, e, 3, end_epoch=3)) for e in range(3)]
+    alone = [_ids(pipeline.iter_train_batches(cfg, e, 3)) for e in range(3)]
+    assert run == alone
+    assert _ids(pipeline.train_batches(cfg, 1, 3, skip=1, end_epoch=3)) == alone[1][1:]
+
+
+def _ids(batches) -> list[list[str]]:
+    return [b["clip_id"] for b in batches]
+
+
+def _drop_manifest_keys(uri: str, split: str, *keys: str) -> None:
+    """Rewrite a split's manifest as one written before ``keys`` existed."""
+    path = f"{uri}/{split}/{shards.MANIFEST}"
+    m = json.load(open(path))
+    for k in keys:
+        m.pop(k, None)
+        for f in m["files"]:
+            f.pop(k, None)
+    json.dump(m, open(path, "w"))
+
+
+def test_start_up_reads_the_manifest_not_the_footers(tmp_path):
+    """Clip ids and counts come from the manifest: with every part file truncated, the train
+    index is still built (no footer opened); a manifest without clip ids (written before them)
+    falls back to the footers, here failing on the truncated file it had to open."""
+    from test_shards import make_clip
+
+    uri = str(tmp_path / "ds")
+    shards.write_split(uri, "train", [make_clip(i) for i in range(5)], clips_per_file=2)
+    cfg = load_config("smoke", sets=[f"data.uri={uri}"])
+    whole = pipeline.train_index(cfg)
+    assert not whole.from_footers and whole.counts == [2, 2, 1]
+    assert whole.clip_ids == tuple(
+        tuple(pq.read_table(p, columns=["clip_id"]).column(0).to_pylist()) for p in whole.paths
+    )
+    _drop_manifest_keys(uri, "train", "clip_ids", "max_motion_id")
+    old = pipeline.train_index(cfg)  # the old behaviour: every footer read once
+    assert old.from_footers and old.clip_ids == whole.clip_ids and old.counts == whole.counts
+    assert old.motion_dtype == np.uint16  # no max_motion_id: the wide dtype
+    clips = [make_clip(i) for i in range(10, 15)]  # other clips: not the cached index
+    shards.write_split(uri, "train", clips, clips_per_file=2, overwrite=True)
+    listed = pipeline.train_index(cfg)
+    for p in listed.paths:
+        data = open(p, "rb").read()
+        open(p, "wb").write(data[: len(data) // 2])
+    assert pipeline.train_index(cfg).clip_ids == listed.clip_ids  # no footer opened
+    assert [c for f in listed.clip_ids for c in f] == [c.clip_id for c in clips]
+    _drop_manifest_keys(uri, "train", "clip_ids")
+    with pytest.raises(shards.ShardFormatError, match="not a readable Parquet file"):
+        pipeline.train_index(cfg)
+
+
+def test_old_manifest_gives_the_same_batches(ray_session, smoke_cfg, tmp_path):
+    """A split whose manifest predates clip ids and max_motion_id (and whose masks are uint16,
+    as every shard written before) trains on exactly the batches of a current one."""
+    import shutil
+
+    from diod_ray.data import schema
+
+    old_uri = str(tmp_path / "old")
+    shutil.copytree(smoke_cfg.data.uri, old_uri)
+    # rewrite the train parts with uint16 masks, as shards were written before
+    for p in shards.part_files(old_uri, "train"):
+        t = pq.read_table(p)
+        wide = [
+            [np.frombuffer(b, np.uint8).astype("<u2").tobytes() for b in m]
+            for m in t.column("motion").to_pylist()
+        ]
+        t = t.set_column(t.schema.get_field_index("motion"), "motion", pa.array(wide))
+        pq.write_table(t.replace_schema_metadata(schema.SCHEMA.metadata), p)
+    _drop_manifest_keys(old_uri, "train", "clip_ids", "max_motion_id")
+    old_cfg = load_config("smoke", sets=[f"data.uri={old_uri}"])
+    new = list(pipeline.iter_train_batches(smoke_cfg, 0, 3))
+    old = list(pipeline.iter_train_batches(old_cfg, 0, 3))
+    assert _ids(new) == _ids(old)
+    for a, b in zip(new, old):
+        assert torch.equal(a["motion"], b["motion"]) and torch.equal(a["strong"], b["strong"])
+
+
+def test_masks_stored_no_wider_than_their_ids(tmp_path):
+    """Mask frames whose ids are all < 256 are stored as uint8 (H*W bytes), wider ones as uint16;
+    both decode to the same ids, and the pipeline's blocks carry the split's narrowest dtype."""
+    from test_shards import make_clip
+
+    from diod_ray.data import schema
+
+    def narrow(i: int) -> schema.Clip:
+        c = make_clip(i)
+        return schema.Clip(c.clip_id, c.video_id, c.frames, c.motion % 200, c.gt, c.gt_moving)
+
+    c = narrow(0)
+    h, w = c.motion.shape[1:]
+    row = schema.encode_clip(c)
+    assert all(len(b) == h * w for b in row["motion"] + row["gt"])
+    back = schema.decode_row(row)
+    np.testing.assert_array_equal(back.motion, c.motion)
+    np.testing.assert_array_equal(back.gt, c.gt)
+    wide = make_clip(0)  # ids up to 299
+    row = schema.encode_clip(wide)
+    assert all(len(b) == 2 * h * w for b in row["motion"]) and len(row["gt"][0]) == h * w
+    np.testing.assert_array_equal(schema.decode_row(row).motion, wide.motion)
+    png = schema.encode_clip(c, mask_codec="png")
+    np.testing.assert_array_equal(schema.decode_row(png).motion, c.motion)
+    uri = str(tmp_path / "ds")
+    m = shards.write_split(uri, "train", [c, narrow(1)])
+    assert m["max_motion_id"] == max(int(c.motion.max()), int(narrow(1).motion.max())) < 256
+    cfg = load_config("smoke", sets=[f"data.uri={uri}"])
+    assert pipeline.train_index(cfg).motion_dtype == np.uint8
+    table = pq.read_table(shards.part_files(uri, "train")[0])
+    out = pipeline._train_map(table, cfg, 0, 0, 0, np.uint8)
+    assert out["motion"].dtype == np.uint8
+    wide_uri = str(tmp_path / "wide")
+    shards.write_split(wide_uri, "train", [wide])
+    wide_cfg = load_config("smoke", sets=[f"data.uri={wide_uri}"])
+    assert pipeline.train_index(wide_cfg).motion_dtype == np.uint16
+
+
+def test_eval_blocks_are_whole_batches_in_stored_order(ray_session, tmp_path):
+    """eval_dataset(batch_size=B): blocks of exactly B clips across part-file boundaries (the
+    last shorter), in stored order; ``limit`` keeps the first clips."""
+    from test_shards import make_clip
+
+    uri = str(tmp_path / "ds")
+    shards.write_split(uri, "test", [make_clip(i) for i in range(7)], clips_per_file=3)
+    cfg = load_config("smoke", sets=[f"data.uri={uri}"])
+    stored = [c.clip_id for c in shards.iter_clips(uri, "test")]
+    blocks = list(pipeline.eval_dataset(cfg, batch_size=2).iter_batches(batch_size=None))
+    assert [len(b["clip_id"]) for b in blocks] == [2, 2, 2, 1]
+    assert [c for b in blocks for c in b["clip_id"]] == stored
+    assert blocks[0]["gt"].dtype == np.uint8
+    head = list(pipeline.eval_dataset(cfg, batch_size=2, limit=4).iter_batches(batch_size=None))
+    assert [c for b in head for c in b["clip_id"]] == stored[:4]
 
 
 def test_too_few_clips_for_a_batch(ray_session, tmp_path):

@@ -118,4 +118,5 @@ def test_s3_split(s3_bucket):
     shards.write_split(uri, "test", clips[:1], overwrite=True)
     assert shards.count_clips(uri, "test") == 1
     manifest = shards.read_manifest(uri, "test")
-    assert json.loads(json.dumps(manifest))["files"] == [{"name": "part-00000.parquet", "clips": 1}]
+    entry = {"name": "part-00000.parquet", "clips": 1, "clip_ids": [clips[0].clip_id]}
+    assert json.loads(json.dumps(manifest))["files"] == [entry]
