@@ -14,8 +14,8 @@ motion) and draws:
 - **Background** from a different texture family: a Voronoi mosaic of cells filled with smooth
   two-colour camouflage blobs. Every texture (object or background) takes its two colours from
   one colour distribution (:func:`colour_pair`), so colour alone does not separate them; texture
-  structure does. ``bg_object_texture_share`` paints that share of the background area with
-  object-kind textures, so the premise's strength is a variable.
+  structure does. ``bg_object_texture_share`` paints about that share of the background area
+  with object-kind textures, in object-sized patches, so the premise's strength is a variable.
 - **Large objects, all in view**: object areas are drawn so that the median is well above 20
   cells of the stride-4 grid at 64x128, and each object's whole trajectory stays inside every
   frame's view, with little overlap between objects (no slivers at the border or behind others).
@@ -26,8 +26,8 @@ motion) and draws:
   do not move relative to the background, so the masks never hold them.
 
 Everything is a pure function of ``(cfg.seed, split, index)``; the camera and sensor noise, the
-background, the objects and the background clutter draw from four separate streams, so the knob
-changes the background only (same objects, same GT). Lengths are given for a 64 x 128 frame and
+background, the knob's patches, the objects and the background clutter draw from separate
+streams, so the knob changes the background only (same objects, same GT; knob 0 draws nothing). Lengths are given for a 64 x 128 frame and
 scaled with ``sqrt(H * W / (64 * 128))``.
 """
 
@@ -70,6 +70,9 @@ VIEW_MARGIN = 1.0
 PAIR_MIN_LUMA = 60.0
 # far background: one mosaic cell per this many px (at 64x128) of the frame's side, on average
 CELL_SIDE = (36.0, 64.0)
+# bg_object_texture_share paints patches of a finer tessellation (side in px at 64x128, about
+# an object's size), so the painted share lands close to the asked one
+PATCH_SIDE = (14.0, 22.0)
 # background camouflage blobs: noise cell size (px at 64x128)
 BLOB_CELL = (8.0, 20.0)
 # share of the movers that move slower than the flow can see (px/frame at 64x128)
@@ -165,9 +168,9 @@ def background_texture(rng, h: int, w: int, scale: float) -> np.ndarray:
     return _render(rng, pat.astype(np.float32), scale)
 
 
-def _voronoi(rng, ch: int, cw: int, scale: float) -> tuple[np.ndarray, int]:
+def _voronoi(rng, ch: int, cw: int, scale: float, side_range=CELL_SIDE) -> tuple[np.ndarray, int]:
     """Mosaic cells: int32 [ch,cw] cell index and the number of cells."""
-    side = rng.uniform(*CELL_SIDE) * scale
+    side = rng.uniform(*side_range) * scale
     n = max(2, int(round(ch * cw / side**2)))
     seeds = rng.uniform([0, 0], [cw, ch], (n, 2)).astype(np.float32)  # [n,2] (x, y)
     yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
@@ -181,36 +184,50 @@ def _voronoi(rng, ch: int, cw: int, scale: float) -> tuple[np.ndarray, int]:
     return cell, n
 
 
-def mosaic(rng, ch: int, cw: int, scale: float, object_share: float) -> np.ndarray:
-    """The far background, uint8 [ch,cw,3]: a Voronoi mosaic of background-texture cells, of
-    which cells covering ``object_share`` of the area (in a random order, the last one may
-    overshoot) get an object-kind texture instead. Each cell draws from its own stream, so the
-    share changes the chosen cells only."""
-    cell, n = _voronoi(rng, ch, cw, scale)
-    cell_seeds = rng.integers(0, 2**63, n)
-    order = rng.permutation(n)
-    area = np.bincount(cell.ravel(), minlength=n)
-    objectish = np.zeros(n, bool)
-    covered, target = 0, object_share * ch * cw
-    for i in order:
-        if covered >= target or object_share <= 0:
-            break
-        objectish[i] = True
-        covered += area[i]
-    img = np.empty((ch, cw, 3), np.uint8)
+def _cells_texture(img, cell, n, seeds, paint) -> None:
+    """Fill each chosen cell i of ``cell`` [ch,cw] with ``paint(rng_i, h, w)`` (its own stream)."""
     for i in range(n):
+        if seeds[i] is None:
+            continue
         ys, xs = np.nonzero(cell == i)
         if len(ys) == 0:
             continue
         y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-        crng = np.random.default_rng(int(cell_seeds[i]))
-        if objectish[i]:
-            kind = KINDS[int(crng.integers(len(KINDS)))]
-            tex = kind_texture(crng, kind, y1 - y0, x1 - x0, scale)
-        else:
-            tex = background_texture(crng, y1 - y0, x1 - x0, scale)
+        tex = paint(np.random.default_rng(int(seeds[i])), y1 - y0, x1 - x0)
         img[ys, xs] = tex[ys - y0, xs - x0]
+
+
+def mosaic(rng, ch: int, cw: int, scale: float) -> np.ndarray:
+    """The far background, uint8 [ch,cw,3]: a Voronoi mosaic of background-texture cells, each
+    drawn from its own stream."""
+    cell, n = _voronoi(rng, ch, cw, scale)
+    seeds = list(rng.integers(0, 2**63, n))
+    img = np.empty((ch, cw, 3), np.uint8)
+    _cells_texture(img, cell, n, seeds, lambda r, h, w: background_texture(r, h, w, scale))
     return img
+
+
+def paint_object_patches(rng, img: np.ndarray, share: float, scale: float) -> None:
+    """Repaint patches of a finer tessellation covering about ``share`` of ``img`` [ch,cw,3]
+    (patches taken in a random order, each kept when it brings the painted area closer to the
+    target) with object-kind textures, in place."""
+    if share <= 0:
+        return
+    ch, cw = img.shape[:2]
+    cell, n = _voronoi(rng, ch, cw, scale, PATCH_SIDE)
+    cell_seeds = rng.integers(0, 2**63, n)
+    area = np.bincount(cell.ravel(), minlength=n)
+    seeds: list = [None] * n
+    covered, target = 0, share * ch * cw
+    for i in rng.permutation(n):
+        if abs(covered + area[i] - target) < abs(covered - target):
+            seeds[i] = cell_seeds[i]
+            covered += area[i]
+
+    def paint(r, h, w):
+        return kind_texture(r, KINDS[int(r.integers(len(KINDS)))], h, w, scale)
+
+    _cells_texture(img, cell, n, seeds, paint)
 
 
 # ------------------------------------------------------------------------------------------
@@ -530,8 +547,8 @@ def generate_video_v3(
     rng = split_seed(cfg.seed, f"v3/{split}", index)  # camera, then sensor noise
     T = cfg.frames_per_video
     scale, camera_motion, cams, cw, ch = camera_and_canvas(rng, cfg, height, width)
-    background = mosaic(split_seed(cfg.seed, f"v3/{split}/background", index), ch, cw, scale,
-                        share)  # fmt: skip
+    background = mosaic(split_seed(cfg.seed, f"v3/{split}/background", index), ch, cw, scale)
+    paint_object_patches(split_seed(cfg.seed, f"v3/{split}/knob", index), background, share, scale)
     obs, kinds = objects(split_seed(cfg.seed, f"v3/{split}/objects", index), cfg, T, height,
                          width, scale, cams)  # fmt: skip
     clutter = split_seed(cfg.seed, f"v3/{split}/clutter", index)
