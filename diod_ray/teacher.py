@@ -214,7 +214,7 @@ def teacher_horizon(cfg: Config, distill_steps: int) -> str | None:
         f"distillation is {distill_steps} steps, {spans:.1f} teacher half-lives of {hl:.0f} steps "
         f"(keep rate {keep_rate(cfg):.4f}); at least {MIN_HALF_LIVES:.0f} are needed for the "
         f"teacher to leave the burn-in model: lengthen schedule.distill_epochs or set "
-        f"distill.ema_half_life_steps <= {distill_steps / MIN_HALF_LIVES:.0f} (docs/teacher.md)"
+        f"distill.ema_half_life_steps <= {distill_steps / MIN_HALF_LIVES:.3g} (docs/teacher.md)"
     )
 
 

@@ -222,6 +222,7 @@ def test_teacher_horizon_names_the_fix_when_distillation_is_short():
     cfg = Config()  # keep rate 0.996: a 173-step half-life
     assert teacher_horizon(cfg, 865) is None
     short = teacher_horizon(cfg, 384)
-    assert "2.2 teacher half-lives" in short and "ema_half_life_steps <= 77" in short
+    assert "2.2 teacher half-lives" in short and "ema_half_life_steps <= 76.8" in short
     assert teacher_horizon(apply_overrides(cfg, {"distill.ema_half_life_steps": 76.0}), 384) is None
     assert teacher_horizon(apply_overrides(cfg, {"distill.offline": True}), 10) is None
+    assert "<= 0.4 " in teacher_horizon(cfg, 2)  # a tiny run is told a usable half-life
