@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         "distill.* settings): kept per frame, GT precision, object cover, kept_area "
         "(docs/teacher.md); a second pass over the split",
     )
+    p.add_argument(
+        "--preconditions",
+        action="store_true",
+        help="also measure the preconditions of a test of DIOD's claim on these weights as the "
+        "end of burn-in (the gates and the verdict, diod_ray/preconditions.py, docs/teacher.md); "
+        "two more passes over the split. Gates are read on val: pass --split val",
+    )
     add_set_argument(p, help="override data.* / run.* keys of the checkpoint's config")
     return p
 
@@ -75,6 +82,26 @@ def _examples_dir(args) -> Path | None:
     if d.exists() and any(d.iterdir()) and not args.overwrite:
         raise UsageError(f"--examples-dir {d} is not empty (use --overwrite)")
     return d
+
+
+def _preconditions(model, cfg, ds, batch_size, device, protocol, split) -> dict:
+    """The gates of :mod:`diod_ray.preconditions` with these weights as the end of burn-in: the
+    teacher is made from them exactly as the switch makes it (:func:`~diod_ray.teacher.
+    build_teacher`), so a kept burn-in checkpoint is rated as a distillation branch from it would
+    be at its switch."""
+    from diod_ray.data.pipeline import iter_eval_batches
+    from diod_ray.preconditions import measure_preconditions, summary_json
+    from diod_ray.teacher import build_teacher
+
+    teacher = build_teacher(model, cfg)
+    values = measure_preconditions(
+        model,
+        teacher,
+        lambda: iter_eval_batches(ds, cfg, batch_size, device),
+        cfg,
+        protocol=protocol,
+    )
+    return summary_json(values, split)
 
 
 @command_line("evaluate")
@@ -128,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
         batches = iter_eval_batches(ds, cfg, bs, device)
         result["pseudo_labels"] = evaluate_teacher(model, batches, cfg)
+    if args.preconditions:
+        result["preconditions"] = _preconditions(model, cfg, ds, bs, device, args.protocol, split)
     result = {
         **result,
         "checkpoint": args.checkpoint,

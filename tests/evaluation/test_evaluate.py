@@ -177,6 +177,31 @@ def test_cli_rates_the_pseudo_labels_of_the_weights(smoke, ray_session, tmp_path
     assert "pseudo_labels" not in json.loads(capfd.readouterr().out.strip().splitlines()[-1])
 
 
+def test_cli_measures_the_preconditions_of_the_weights(smoke, ray_session, tmp_path, capfd):
+    """--preconditions: the weights as the end of burn-in, the teacher made from them as the switch
+    makes it; the same values as measure_preconditions on the same clips, and a verdict."""
+    from diod_ray.checkpoint import save_checkpoint
+    from diod_ray.preconditions import GATE_NAMES, measure_preconditions
+    from diod_ray.teacher import build_teacher
+
+    cfg, model, _ = smoke
+    cfg = apply_overrides(cfg, {"distill.p": 0.3})  # the untrained W_fg ~0.5 keeps candidates
+    ckpt = str(tmp_path / "gates")
+    save_checkpoint(ckpt, {"config": to_dict(cfg), "student": model.state_dict()})
+    args = ["--checkpoint", ckpt, "--data", cfg.data.uri, "--device", "cpu", "--batch-size", "3"]
+    assert main(args + ["--preconditions"]) == 0
+    got = json.loads(capfd.readouterr().out.strip().splitlines()[-1])["preconditions"]
+    assert set(got["gates"]) == set(GATE_NAMES)
+    assert got["verdict"] == "testable" or got["verdict"].startswith("untestable: ")
+    want = measure_preconditions(
+        model, build_teacher(model, cfg), lambda: _batches(cfg, _clips(cfg), 3), cfg
+    )
+    assert want["n_kept"] > 0  # the teacher part really ran
+    for name in GATE_NAMES:
+        w = want[name]
+        assert got["gates"][name]["value"] == (None if w is None else pytest.approx(w)), name
+
+
 def test_cli_bad_inputs_name_the_problem(smoke, tmp_path, capsys):
     cfg, _, ckpt = smoke
     assert main(["--checkpoint", str(tmp_path / "nope"), "--data", cfg.data.uri]) == 2
