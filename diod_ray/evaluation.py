@@ -1,6 +1,9 @@
 """Evaluation as a library: :func:`evaluate_model` runs a model over batches of clips and returns
 every metric (used by the training loop on each rank, by ``python -m diod_ray.evaluate`` and by
-the benchmarks). No Ray and no CLI here: the caller brings the batches.
+the benchmarks); :func:`predict_video` segments a whole video clip by clip (``python -m
+diod_ray.predict``); :func:`fg_coverage` measures a checkpoint's W_fg on static vs moving GT
+objects (``python -m diod_ray.data inspect --checkpoint``). No Ray and no CLI here: the caller
+brings the batches.
 
 Predictions are the argmax over all slots at the attention grid (background slot -> 0, slot k ->
 k + 1); GT is downsampled to the grid by nearest, predictions are never upsampled (the reference's
@@ -212,3 +215,77 @@ def load_for_inference(uri: str, weights: str | None, device: torch.device):
     if which != (weights or "student"):
         model, cfg = load_model(uri, which=which, device=device)
     return model, cfg, which
+
+
+@torch.inference_mode()
+def predict_video(
+    model: torch.nn.Module,
+    video: torch.Tensor,
+    clip_len: int,
+    carry_state: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slot ids and W_fg of a whole video [N,3,H,W] (normalised), clip by clip.
+
+    Returns (ids int64 [N,h,w] with background 0 and slot k -> k + 1, fg float32 [N,h,w]) on the CPU.
+    With ``carry_state`` each clip starts from the previous clip's final slots and ConvGRU state."""
+    if clip_len < 1:
+        raise ValueError(f"clip length must be >= 1, got {clip_len}")
+    device = next(model.parameters()).device
+    bg = int(model.bg_index)
+    ids, fgs = [], []
+    state = None
+    for s in range(0, video.shape[0], clip_len):
+        clip = video[s : s + clip_len].unsqueeze(0).to(device)  # [1,t,3,H,W]
+        out = model(clip, state=state if carry_state else None)
+        state = out.state
+        ids.append(slot_labels(out.attn.float(), bg)[0].cpu())  # [t,h,w]
+        fgs.append(out.fg[0].float().cpu())
+    return torch.cat(ids), torch.cat(fgs)
+
+
+def fg_coverage(
+    checkpoint: str,
+    clips,
+    *,
+    weights: str | None = None,
+    device: str = "cpu",
+    batch_size: int = 8,
+) -> dict:
+    """W_fg coverage of a checkpoint's model over ``clips`` (an iterable of ``schema.Clip`` with
+    GT and moving flags; others are skipped): :class:`diod_ray.data.fg_coverage.FgCoverage`'s
+    summary plus the checkpoint and the weights. The model runs in eval mode (the ``clean``
+    protocol) on windows of the checkpoint's ``data.clip_len`` frames, each from a fresh state."""
+    from diod_ray.data.fg_coverage import FgCoverage
+    from diod_ray.data.frames import prepare_frames
+
+    model, cfg, which = load_for_inference(checkpoint, weights, torch.device(device))
+    L = max(1, cfg.data.clip_len)
+    acc = FgCoverage()
+    pending: list = []
+
+    def run(batch: list) -> None:
+        # every clip of a split has the same T; windows of L frames, each from a fresh state
+        x = torch.stack(
+            [prepare_frames(c.frames, cfg.data.height, cfg.data.width, cfg.data.colour_order)
+             for c in batch]
+        ).to(device)  # [B,T,3,H,W]  # fmt: skip
+        gt_full = torch.from_numpy(np.stack([c.gt for c in batch]).astype(np.int64))  # [B,T,H,W]
+        T = x.shape[1]
+        for s in range(0, T, L):
+            win = slice(s, min(s + L, T))
+            with torch.inference_mode():
+                fg = model(x[:, win]).fg.float().cpu()  # [B,t,h,w]
+            gt = downsample_nearest(gt_full[:, win], fg.shape[-2:]).numpy()
+            for b, c in enumerate(batch):
+                acc.update(fg[b].numpy(), gt[b], c.gt_moving[win])
+
+    for clip in clips:
+        if clip.gt is None or clip.gt_moving is None:
+            continue
+        pending.append(clip)
+        if len(pending) == batch_size:
+            run(pending)
+            pending = []
+    if pending:
+        run(pending)
+    return {"checkpoint": checkpoint, "weights": which, **acc.summary()}

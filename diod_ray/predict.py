@@ -30,56 +30,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from diod_ray.cli_errors import UsageError, command_line
-from diod_ray.evaluation import load_for_inference, resolve_device, slot_labels
+from diod_ray.data.frames import prepare_frames
+from diod_ray.evaluation import load_for_inference, predict_video, resolve_device
 from diod_ray.storage import json_safe
 
 CONTACT_FRAMES = 8
 OUTPUT_FILES = ("overlay.mp4", "contact_sheet.png", "summary.json")
-
-
-def prepare_frames(frames: np.ndarray, height: int, width: int, colour_order: str) -> torch.Tensor:
-    """uint8 RGB [N,H0,W0,3] -> float32 [N,3,height,width] normalised like the data pipeline
-    ((x/255 - 0.5) / 0.5, see ``diod_ray.data.pipeline.normalise_frames``), channels in the
-    configured order."""
-    from diod_ray.data.augment import resize_frames
-
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"expected uint8 RGB frames [N,H,W,3], got {frames.dtype} {frames.shape}")
-    if frames.shape[1:3] != (height, width):
-        frames = resize_frames(frames, height, width, nearest=False)
-    if colour_order == "bgr":
-        frames = frames[..., ::-1]
-    x = torch.from_numpy(np.ascontiguousarray(frames))
-    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-
-
-@torch.inference_mode()
-def predict_video(
-    model: torch.nn.Module,
-    video: torch.Tensor,
-    clip_len: int,
-    carry_state: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slot ids and W_fg of a whole video [N,3,H,W] (normalised), clip by clip.
-
-    Returns (ids int64 [N,h,w] with background 0 and slot k -> k + 1, fg float32 [N,h,w]) on the CPU.
-    With ``carry_state`` each clip starts from the previous clip's final slots and ConvGRU state."""
-    if clip_len < 1:
-        raise ValueError(f"clip length must be >= 1, got {clip_len}")
-    device = next(model.parameters()).device
-    bg = int(model.bg_index)
-    ids, fgs = [], []
-    state = None
-    for s in range(0, video.shape[0], clip_len):
-        clip = video[s : s + clip_len].unsqueeze(0).to(device)  # [1,t,3,H,W]
-        out = model(clip, state=state if carry_state else None)
-        state = out.state
-        ids.append(slot_labels(out.attn.float(), bg)[0].cpu())  # [t,h,w]
-        fgs.append(out.fg[0].float().cpu())
-    return torch.cat(ids), torch.cat(fgs)
 
 
 def _upsample_ids(ids: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -166,17 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     _check_out_dir(out, args.overwrite)
     device = resolve_device(args.device)
 
-    from diod_ray.data.video_io import read_frames, write_video
-    from diod_ray.viz import contact_sheet, example_grid, slot_overlay, write_png
-
     model, cfg, which = load_for_inference(args.checkpoint, args.weights, device)
     model.eval()
-    try:
-        frames = read_frames(args.input)  # uint8 RGB [N,H0,W0,3]
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read input {args.input}: {exc}") from None
-    if len(frames) == 0:
-        raise UsageError(f"input {args.input} holds no frames")
+    frames = _read_input(args.input)  # uint8 RGB [N,H0,W0,3]
     clip_len = args.clip_len or cfg.data.clip_len
     t0 = time.perf_counter()
     video = prepare_frames(frames, cfg.data.height, cfg.data.width, cfg.data.colour_order)
@@ -184,7 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
     ids = ids_t.numpy()
 
-    # -- outputs ----------------------------------------------------------------------------
     _clear_outputs(out)
     if args.mask_size == "input":
         shown = frames
@@ -192,27 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         from diod_ray.data.augment import resize_frames
 
         shown = resize_frames(frames, cfg.data.height, cfg.data.width, nearest=False)
-    hw = shown.shape[1:3]
     dtype = np.uint8 if model.num_slots <= 255 else np.uint16
-    overlays = np.empty_like(shown)
-    for i in range(len(ids)):
-        full = _upsample_ids(ids[i : i + 1], hw)
-        write_png(out / "masks" / f"frame_{i:06d}.png", full[0].astype(dtype))
-        overlays[i] = slot_overlay(shown[i : i + 1], full)[0]
-    write_video(out / "overlay.mp4", overlays, args.fps or _input_fps(args.input))
+    _write_masks_and_overlay(out, shown, ids, dtype, args.fps or _input_fps(args.input))
+    _write_contact_sheet(out, shown, ids, fg_t.numpy())
 
-    pick = np.unique(
-        np.linspace(0, len(ids) - 1, min(CONTACT_FRAMES, len(ids))).round().astype(int)
-    )
-    grids = [
-        example_grid(
-            shown[i : i + 1], slots=ids[i : i + 1], fg=fg_t[i : i + 1].numpy(), titles=False
-        )
-        for i in pick
-    ]
-    write_png(out / "contact_sheet.png", contact_sheet(np.stack(grids), columns=4))
-
-    used = np.unique(ids)
     summary = {
         "input": str(args.input),
         "checkpoint": args.checkpoint,
@@ -221,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         "input_size": list(frames.shape[1:3]),
         "model_size": [cfg.data.height, cfg.data.width],
         "grid": list(ids.shape[1:]),
-        "mask_size": list(hw),
+        "mask_size": list(shown.shape[1:3]),
         "mask_dtype": np.dtype(dtype).name,
         "clip_len": clip_len,
         "clips": -(-len(ids) // clip_len),
         "carry_state": not args.reset_per_clip,
-        "slots_used": [int(u) for u in used if u > 0],
+        "slots_used": [int(u) for u in np.unique(ids) if u > 0],
         "device": str(device),
         "seconds_model": round(seconds, 3),
         "out": str(out),
@@ -238,6 +170,49 @@ def main(argv: list[str] | None = None) -> int:
     (out / "summary.json").write_text(text + "\n")
     print(text)
     return 0
+
+
+def _read_input(path: str) -> np.ndarray:
+    """The frames of INPUT, uint8 RGB [N,H0,W0,3]; an unreadable or empty input is a usage error."""
+    from diod_ray.data.video_io import read_frames
+
+    try:
+        frames = read_frames(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read input {path}: {exc}") from None
+    if len(frames) == 0:
+        raise UsageError(f"input {path} holds no frames")
+    return frames
+
+
+def _write_masks_and_overlay(
+    out: Path, shown: np.ndarray, ids: np.ndarray, dtype: type, fps: float
+) -> None:
+    """masks/frame_*.png (ids at the size of ``shown`` [N,H,W,3]) and overlay.mp4."""
+    from diod_ray.data.video_io import write_video
+    from diod_ray.viz import slot_overlay, write_png
+
+    hw = shown.shape[1:3]
+    overlays = np.empty_like(shown)
+    for i in range(len(ids)):
+        full = _upsample_ids(ids[i : i + 1], hw)
+        write_png(out / "masks" / f"frame_{i:06d}.png", full[0].astype(dtype))
+        overlays[i] = slot_overlay(shown[i : i + 1], full)[0]
+    write_video(out / "overlay.mp4", overlays, fps)
+
+
+def _write_contact_sheet(out: Path, shown: np.ndarray, ids: np.ndarray, fg: np.ndarray) -> None:
+    """contact_sheet.png: CONTACT_FRAMES evenly spaced frames with their slots and W_fg."""
+    from diod_ray.viz import contact_sheet, example_grid, write_png
+
+    pick = np.unique(
+        np.linspace(0, len(ids) - 1, min(CONTACT_FRAMES, len(ids))).round().astype(int)
+    )
+    grids = [
+        example_grid(shown[i : i + 1], slots=ids[i : i + 1], fg=fg[i : i + 1], titles=False)
+        for i in pick
+    ]
+    write_png(out / "contact_sheet.png", contact_sheet(np.stack(grids), columns=4))
 
 
 if __name__ == "__main__":

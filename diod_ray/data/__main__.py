@@ -7,6 +7,7 @@ clip length, flow settings and the S3 endpoint/region).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
@@ -108,15 +109,17 @@ def main(argv: list[str] | None = None) -> int:
             from diod_ray.data.inspect_split import inspect_uri
 
             bad_checkpoint: tuple = ()  # torch is imported only when a checkpoint is given
+            coverage = None
             if args.checkpoint:
                 from diod_ray.checkpoint import CheckpointError
+                from diod_ray.evaluation import fg_coverage
 
                 bad_checkpoint = (CheckpointError,)
+                coverage = functools.partial(fg_coverage, args.checkpoint, weights=args.weights)
             try:
                 summary = inspect_uri(
-                    args.uri, args.split, cfg, args.limit, args.checkpoint, args.weights,
-                    premise=not args.no_premise,
-                )  # fmt: skip
+                    args.uri, args.split, cfg, args.limit, coverage, premise=not args.no_premise
+                )
             except bad_checkpoint as exc:  # missing, truncated or foreign checkpoint
                 return report("data", exc)
             if "extra" in summary.get("premise", {}):  # scikit-learn missing: one line

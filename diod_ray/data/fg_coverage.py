@@ -9,8 +9,9 @@ burn-in already covers static objects as well as moving ones, distillation has n
 (issue 12; docs/data.md, "Headroom").
 
 Run: ``python -m diod_ray.data inspect URI --split val --checkpoint CKPT [--weights student]``.
-The model runs in eval mode (BatchNorm running statistics: the ``clean`` protocol of
-docs/metrics.md) on windows of the checkpoint's ``data.clip_len`` frames.
+This module counts, from W_fg maps and GT given to it; the model that makes the maps runs in
+:func:`diod_ray.evaluation.fg_coverage` (eval mode, BatchNorm running statistics: the ``clean``
+protocol of docs/metrics.md, on windows of the checkpoint's ``data.clip_len`` frames).
 """
 
 from __future__ import annotations
@@ -67,52 +68,3 @@ class FgCoverage:
             "background_mean_fg": bg,
             "headroom_covered_share": head,
         }
-
-
-def fg_coverage(
-    checkpoint: str,
-    clips,
-    *,
-    weights: str | None = None,
-    device: str = "cpu",
-    batch_size: int = 8,
-) -> dict:
-    """W_fg coverage of a checkpoint's model over ``clips`` (an iterable of ``schema.Clip`` with
-    GT and moving flags; others are skipped). Returns ``FgCoverage.summary()`` plus the weights."""
-    import torch
-
-    from diod_ray.evaluation import load_for_inference
-    from diod_ray.metrics import downsample_nearest
-    from diod_ray.predict import prepare_frames
-
-    model, cfg, which = load_for_inference(checkpoint, weights, torch.device(device))
-    L = max(1, cfg.data.clip_len)
-    acc = FgCoverage()
-    pending: list = []
-
-    def run(batch: list) -> None:
-        # every clip of a split has the same T; windows of L frames, each from a fresh state
-        x = torch.stack(
-            [prepare_frames(c.frames, cfg.data.height, cfg.data.width, cfg.data.colour_order)
-             for c in batch]
-        ).to(device)  # [B,T,3,H,W]  # fmt: skip
-        gt_full = torch.from_numpy(np.stack([c.gt for c in batch]).astype(np.int64))  # [B,T,H,W]
-        T = x.shape[1]
-        for s in range(0, T, L):
-            win = slice(s, min(s + L, T))
-            with torch.inference_mode():
-                fg = model(x[:, win]).fg.float().cpu()  # [B,t,h,w]
-            gt = downsample_nearest(gt_full[:, win], fg.shape[-2:]).numpy()
-            for b, c in enumerate(batch):
-                acc.update(fg[b].numpy(), gt[b], c.gt_moving[win])
-
-    for clip in clips:
-        if clip.gt is None or clip.gt_moving is None:
-            continue
-        pending.append(clip)
-        if len(pending) == batch_size:
-            run(pending)
-            pending = []
-    if pending:
-        run(pending)
-    return {"checkpoint": checkpoint, "weights": which, **acc.summary()}

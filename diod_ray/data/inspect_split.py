@@ -4,6 +4,7 @@ motion-mask quality against GT, and whether DIOD's premise holds (:mod:`.premise
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,6 +13,11 @@ from diod_ray.data.shards import iter_clips, list_splits, read_manifest
 
 if TYPE_CHECKING:
     from diod_ray.config import Config
+    from diod_ray.data.schema import Clip
+
+# clips -> the W_fg coverage summary of a model (diod_ray.evaluation.fg_coverage with its
+# checkpoint bound): the caller brings the model, so data/ imports no model or checkpoint
+Coverage = Callable[[Iterable["Clip"]], dict]
 
 # the model's attention grid is at stride 4 (ResNet trunk; DINOv2 features are upsampled to it)
 GRID_STRIDE = 4
@@ -56,13 +62,12 @@ def inspect_split(
     split: str,
     cfg: Config | None = None,
     limit: int | None = None,
-    checkpoint: str | None = None,
-    weights: str | None = None,
+    coverage: Coverage | None = None,
 ) -> dict:
     """Clips, T/H/W, GT objects per clip, their share of the frame and their area in cells of the
-    stride-4 attention grid, motion segments per frame and, where GT and moving flags exist, :class:`~diod_ray.data.mask_quality.MaskQuality` of the
-    motion masks and, with ``checkpoint``, the W_fg coverage of static vs moving objects
-    (:mod:`.fg_coverage`)."""
+    stride-4 attention grid, motion segments per frame and, where GT and moving flags exist,
+    :class:`~diod_ray.data.mask_quality.MaskQuality` of the motion masks and, with ``coverage``,
+    a model's W_fg coverage of static vs moving objects (:mod:`.fg_coverage`)."""
     from diod_ray.data.mask_quality import MaskQuality
 
     settings = cfg.storage if cfg else None
@@ -105,11 +110,8 @@ def inspect_split(
         out["moving_objects_per_clip"] = _stats(moving_objects)
     if with_moving:
         out["mask_quality"] = _clean(quality.summary())
-        if checkpoint:
-            from diod_ray.data.fg_coverage import fg_coverage
-
-            clips = iter_clips(uri, split, settings, limit=limit)
-            out["fg_coverage"] = fg_coverage(checkpoint, clips, weights=weights)
+        if coverage is not None:
+            out["fg_coverage"] = coverage(iter_clips(uri, split, settings, limit=limit))
     return out
 
 
@@ -118,17 +120,16 @@ def inspect_uri(
     split: str | None = None,
     cfg: Config | None = None,
     limit: int | None = None,
-    checkpoint: str | None = None,
-    weights: str | None = None,
+    coverage: Coverage | None = None,
     premise: bool = True,
 ) -> dict:
-    """Each split's summary (``split``: only that one) and, with ``premise``, the URI's premise
-    section (:func:`premise_section`)."""
+    """Each split's summary (``split``: only that one; ``coverage``: see :func:`inspect_split`)
+    and, with ``premise``, the URI's premise section (:func:`premise_section`)."""
     all_splits = list_splits(uri, cfg.storage if cfg else None)
     splits = [split] if split else all_splits
     out = {
         "uri": uri,
-        "splits": {s: inspect_split(uri, s, cfg, limit, checkpoint, weights) for s in splits},
+        "splits": {s: inspect_split(uri, s, cfg, limit, coverage) for s in splits},
     }
     if premise:
         out["premise"] = premise_section(uri, all_splits, cfg)

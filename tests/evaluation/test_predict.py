@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from diod_ray.config import load_preset, to_dict
+from diod_ray.data.frames import prepare_frames
+from diod_ray.evaluation import predict_video
 from diod_ray.model import build_model
-from diod_ray.predict import main, predict_video, prepare_frames
+from diod_ray.predict import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -157,6 +157,112 @@ def test_no_module_over_400_lines_without_a_stated_reason():
         )
 
 
+# The levels a reader meets, bottom up (docs/architecture.md, "Levels"). A module may import
+# modules of its own level or below, never above: the arrows of the package point down. A module
+# is placed by its package (or, at the top, its own name); every ``__main__`` is a command line.
+LEVELS: dict[int, tuple[str, ...]] = {
+    1: (  # errors, config and storage: the ground floor
+        "diod_ray",
+        "diod_ray.errors",
+        "diod_ray.cli_errors",
+        "diod_ray.config",
+        "diod_ray.storage",
+        "diod_ray.published",
+    ),
+    2: ("diod_ray.data",),  # clips: synthetic, converted, shards, the pipeline
+    3: (  # the method in plain PyTorch and what measures it
+        "diod_ray.model",
+        "diod_ray.objectives",
+        "diod_ray.metrics",
+        "diod_ray.checkpoint",
+        "diod_ray.viz",
+    ),
+    4: (  # the teacher, and a model evaluated (metrics, gates)
+        "diod_ray.teacher",
+        "diod_ray.teacher_diagnostics",
+        "diod_ray.evaluation",
+        "diod_ray.preconditions",
+    ),
+    5: ("diod_ray.training",),  # Ray Train
+    6: (  # Ray Tune sweeps and the command lines
+        "diod_ray.sweeps",
+        "diod_ray.train",
+        "diod_ray.evaluate",
+        "diod_ray.predict",
+    ),
+}
+MAX_LEVELS = 6
+
+
+def level_of(module: str) -> int | None:
+    """The level of a dotted module name, or None when LEVELS does not place it."""
+    if module.endswith(".__main__"):
+        return MAX_LEVELS
+    for level, prefixes in LEVELS.items():
+        if any(module == p or module.startswith(p + ".") for p in prefixes if p != "diod_ray"):
+            return level
+    return 1 if module == "diod_ray" else None
+
+
+def unit_of(module: str) -> str:
+    """The package-level unit of a module: ``diod_ray.X`` for anything under ``diod_ray.X``,
+    except command lines (``__main__``), each its own unit."""
+    if module.endswith(".__main__"):
+        return module
+    return ".".join(module.split(".")[:2])
+
+
+def climbing_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import from a module to a module of a higher level, as ``a (L) -> b (L')``."""
+    return sorted(
+        f"{m} ({level_of(m)}) -> {d} ({level_of(d)})"
+        for m, deps in graph.items()
+        for d in deps
+        if level_of(d) > level_of(m)
+    )
+
+
+def unit_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Package-level imports: unit -> units it imports (its own left out)."""
+    out: dict[str, set[str]] = {}
+    for m, deps in graph.items():
+        out.setdefault(unit_of(m), set()).update(unit_of(d) for d in deps)
+    return {u: deps - {u} for u, deps in out.items()}
+
+
+def test_every_module_has_a_level_and_there_are_at_most_six():
+    assert sorted(LEVELS) == list(range(1, MAX_LEVELS + 1))
+    unplaced = sorted(m for m in MODULES if level_of(m) is None)
+    assert not unplaced, f"modules without a level (add them to LEVELS): {unplaced}"
+    assert level_of("diod_ray.teacher_diagnostics") == 4 and level_of("diod_ray.teacher") == 4
+    assert level_of("diod_ray.data.__main__") == 6 and level_of("diod_ray.data.shards") == 2
+
+
+def test_the_level_check_finds_a_climbing_import():
+    planted = {
+        "diod_ray.storage": {"diod_ray.errors"},
+        "diod_ray.data.fg_coverage": {"diod_ray.predict", "diod_ray.config"},
+        "diod_ray.data.__main__": {"diod_ray.checkpoint"},  # a command line may import anything
+    }
+    assert climbing_imports(planted) == ["diod_ray.data.fg_coverage (2) -> diod_ray.predict (6)"]
+    assert unit_graph({"diod_ray.data.a": {"diod_ray.data.b", "diod_ray.config.schema"}}) == {
+        "diod_ray.data": {"diod_ray.config"}
+    }
+
+
+def test_no_import_climbs_a_level():
+    """Package-level arrows point down: no module (lazy imports inside functions included)
+    imports a module of a higher level."""
+    climbing = climbing_imports(_graph())
+    assert not climbing, "imports that climb a level:\n" + "\n".join(climbing)
+
+
+def test_no_package_level_import_cycle():
+    """No loop between packages either (data -> evaluation -> data would pass the module test)."""
+    cycle = _cycle(unit_graph(_graph()))
+    assert cycle is None, "package-level import cycle: " + " -> ".join(cycle or [])
+
+
 # Object storage clients: only the storage module may import them
 STORAGE_CLIENTS = ("pyarrow.fs", "s3fs", "fsspec", "boto3", "botocore", "aiobotocore")
 
