@@ -119,7 +119,9 @@ def batched(attn_leaf, rec_leaf, ids, target, cfg):
         slots=attn.new_zeros(B, T, K, 1),
         state=ModelState(slots=attn.new_zeros(B, K, 1)),
     )
-    return burn_in_loss(out, ids, target, cfg, K - 1).total
+    return burn_in_loss(
+        out, ids, target, cfg.objectives, K - 1, max_objects=cfg.data.max_objects
+    ).total
 
 
 def timed(fn, repeats: int, device: str) -> tuple[float, float]:

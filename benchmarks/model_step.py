@@ -50,7 +50,14 @@ def child(preset: str, steps: int, batch: int | None, threads: int) -> dict:
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        res = burn_in_loss(model(video), ids, video, cfg, model.bg_index)
+        res = burn_in_loss(
+            model(video),
+            ids,
+            video,
+            cfg.objectives,
+            model.bg_index,
+            max_objects=cfg.data.max_objects,
+        )
         opt.zero_grad(set_to_none=True)
         res.total.backward()
         opt.step()

@@ -198,7 +198,7 @@ def main() -> None:
     quirks.distill.quirk_first_component = True
 
     def ours(cfg: Config, dense: bool):
-        cands = extract_candidates(attn_d, fg_d, cfg, bg)
+        cands = extract_candidates(attn_d, fg_d, cfg.distill, bg)
         return cands, (cands.masks_upto(cands.max_kept) if dense else None)
 
     reps = max(1, args.repeats // 2)

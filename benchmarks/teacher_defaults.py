@@ -98,9 +98,20 @@ def step(model, opt, cfg, batch, teacher=None):
     weak, strong, motion = batch
     out = model(strong)
     if teacher is None:
-        res = burn_in_loss(out, motion, strong, cfg, model.bg_index)
+        res = burn_in_loss(
+            out, motion, strong, cfg.objectives, model.bg_index, max_objects=cfg.data.max_objects
+        )
     else:
-        res = distill_loss(out, teacher(weak), motion, strong, cfg, model.bg_index)
+        res = distill_loss(
+            out,
+            teacher(weak),
+            motion,
+            strong,
+            cfg.objectives,
+            cfg.distill,
+            model.bg_index,
+            max_objects=cfg.data.max_objects,
+        )
     opt.zero_grad(set_to_none=True)
     res.total.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)

@@ -239,7 +239,7 @@ def evaluate_teacher(
                 n = b * t
                 attn = out.attn.float().reshape(n, k, h, w)
                 fg = out.fg.float()  # [B, t, h, w]
-                cands = extract_candidates(attn, fg.reshape(n, h, w), cfg, bg)
+                cands = extract_candidates(attn, fg.reshape(n, h, w), cfg.distill, bg)
                 step = {
                     "frames": float(n),
                     "candidates_kept": float(cands.n_kept),

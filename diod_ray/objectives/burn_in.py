@@ -14,7 +14,7 @@ from diod_ray.objectives.matching import match_slots
 from diod_ray.objectives.result import LossResult
 
 if TYPE_CHECKING:
-    from diod_ray.config import Config
+    from diod_ray.config import ObjectivesConfig
     from diod_ray.model.diod import ModelOutput
 
 
@@ -122,19 +122,21 @@ def burn_in_loss(
     out: ModelOutput,
     motion_ids: Tensor,
     target: Tensor,
-    cfg: Config,
+    oc: ObjectivesConfig,
     bg_index: int,
+    *,
+    max_objects: int,
 ) -> LossResult:
     """The burn-in objective (paper §3.2, reference ``trainPD_ts.py`` burn-in):
 
     total = w_recon MSE + w_motion WBCE(matched motion masks) + w_fg_nll NLL + alpha mean(W_fg).
     ``motion_ids`` int [B, T, H, W] instance ids (0 = background), ``target`` [B, T, 3, H, W] the
-    (strong-view, normalised) input the reconstruction is compared with.
+    (strong-view, normalised) input the reconstruction is compared with; ``oc`` is
+    ``cfg.objectives`` and ``max_objects`` ``cfg.data.max_objects``.
     """
-    oc = cfg.objectives
     attn = out.attn  # [B, T, K, h, w]
     B, T, K, h, w = attn.shape
-    n_max = cfg.data.max_objects
+    n_max = max_objects
     channel, counts = object_channels(motion_ids, (h, w), n_max)  # [B*T, P], [B*T]
     n_obj = max(min(int(counts.max()) if counts.numel() else 0, n_max), 1)  # masks only up to it
     masks = channels_to_masks(channel, n_obj).reshape(B, T, n_obj, h, w)

@@ -25,6 +25,7 @@ Table 4 ablations, all config fields:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -38,7 +39,7 @@ from diod_ray.objectives.pseudo_labels import Candidates, candidate_score, extra
 from diod_ray.objectives.result import LossResult
 
 if TYPE_CHECKING:
-    from diod_ray.config import Config
+    from diod_ray.config import DistillConfig, ObjectivesConfig
     from diod_ray.model.diod import ModelOutput
 
 
@@ -83,7 +84,7 @@ def global_loss(
     teacher_used: Tensor,
     fg_bg: Tensor,
     mse: Tensor,
-    cfg: Config,
+    oc: ObjectivesConfig,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Eq. (5): L = 1/|M'| sum L_BCE,s + 1/|C| sum L_BCE,t + L_fg/bg(m'_fg, W_fg) + L_mse.
 
@@ -92,10 +93,10 @@ def global_loss(
     frame without objects contributes 0 to that term. Over frames the terms are averaged with
     ``objectives.normalisation`` (:func:`~diod_ray.objectives.bce.normalise_objects`), like burn-in:
     "paper" = mean over the frames that have objects of that kind, "reference" = sum over frames / B.
-    Weights ``objectives.w_motion``, ``w_teacher``, ``w_recon`` are 1 in the paper (``fg_bg`` is
-    already eq. (1) with its alpha). Returns (total, normalised motion term, normalised teacher term).
+    Weights ``objectives.w_motion``, ``w_teacher``, ``w_recon`` (``oc``) are 1 in the paper
+    (``fg_bg`` is already eq. (1) with its alpha). Returns (total, normalised motion term,
+    normalised teacher term).
     """
-    oc = cfg.objectives
     motion = normalise_objects(motion_per_obj, motion_used, oc.normalisation)
     teacher = normalise_objects(teacher_per_obj, teacher_used, oc.normalisation)
     total = oc.w_motion * motion + oc.w_teacher * teacher + fg_bg + oc.w_recon * mse
@@ -135,6 +136,91 @@ def _agreement(student_attn: Tensor, cand_masks: Tensor, match: Tensor) -> float
     return float((inter / union)[used].mean())
 
 
+# ---- the two label sources ----------------------------------------------------------------
+
+
+@dataclass
+class TeacherLabels:
+    """The teacher's kept candidates matched to the student's slots, with their eq. (3) loss."""
+
+    cands: Candidates
+    masks: Tensor  # [N, C, P] kept candidates (C = the most kept in one frame)
+    valid: Tensor  # [N, C] kept
+    match: Tensor  # [N, C] matched student slot, -1 = none
+    per_obj: Tensor  # [N, C] eq. (3)
+    used: Tensor  # [N, C] kept and matched
+
+
+@dataclass
+class MotionLabels:
+    """M' (the motion masks the teacher's W_fg confirms) matched to the student's slots, with
+    their eq. (4) loss, and the foreground target m'_fg of eq. (1)."""
+
+    per_obj: Tensor  # [N, O] eq. (4)
+    used: Tensor  # [N, O] in M' and matched
+    fg: Tensor  # [B, T, h, w] the union of M' (or of the kept candidates, Table 4 (a) row 2)
+    total: float  # valid motion masks
+    kept: float  # masks in M'
+    kept_share: float  # |M'| / |M|, 0 without motion masks
+
+
+def teacher_labels(
+    probs: Tensor, t_attn: Tensor, t_fg: Tensor, d: DistillConfig, bg_index: int
+) -> TeacherLabels:
+    """§3.3.2: candidates of the teacher's attention t_attn [N, K, h, w] scored on t_fg [N, h, w]
+    (eq. 2) and filtered by p, matched to the student's squashed slots probs [N, K, P], eq. (3)."""
+    n, p = probs.shape[0], probs.shape[2]
+    cands = extract_candidates(t_attn, t_fg, d, bg_index)
+    c = cands.max_kept
+    masks = cands.masks_upto(c).reshape(n, c, p)  # kept candidates come first
+    valid = cands.valid[:, :c]
+    cand_probs, match = _match_and_gather(probs, masks, valid, bg_index)
+    per_obj = teacher_bce_loss(cand_probs, masks, cands.scores[:, :c])  # [N, C]
+    return TeacherLabels(cands, masks, valid, match, per_obj, valid & (match >= 0))
+
+
+def motion_labels(
+    probs: Tensor,
+    motion_ids: Tensor,
+    t_fg: Tensor,
+    teacher: TeacherLabels,
+    d: DistillConfig,
+    bg_index: int,
+    max_objects: int,
+) -> MotionLabels:
+    """§3.3.3: the motion masks of motion_ids [B, T, H, W] filtered by the teacher's W_fg t_fg
+    [B, T, h, w] (M'), matched to probs [N, K, P], eq. (4); M' is eq. (1)'s foreground target.
+    With ``distill.use_motion_masks=false`` (Table 4 (a) row 2) there is no eq. (4) term and the
+    kept teacher candidates are the foreground target."""
+    b, t, h, w = t_fg.shape
+    n, p = b * t, h * w
+    if not d.use_motion_masks:  # the teacher's kept candidates are the only label source
+        m_fg = (teacher.masks * teacher.valid[..., None]).sum(1).clamp(max=1.0)
+        return MotionLabels(
+            per_obj=probs.new_zeros(n, 0),
+            used=torch.zeros(n, 0, dtype=torch.bool, device=probs.device),
+            fg=m_fg.reshape(b, t, h, w),
+            total=0.0,
+            kept=0.0,
+            kept_share=0.0,
+        )
+    masks, valid = ids_to_masks(motion_ids, (h, w), max_objects)  # [B,T,O,h,w]
+    o = max(int(valid.sum(-1).max()) if valid.numel() else 0, 1)  # valid masks are a prefix
+    masks, valid = masks[:, :, :o], valid[:, :, :o]
+    kept, m_scores = filter_motion_masks(masks, valid, t_fg, d.p)
+    m_masks = masks.reshape(n, o, p)
+    m_probs, m_match = _match_and_gather(probs, m_masks, kept.reshape(n, o), bg_index)
+    total, n_kept = float(valid.sum()), float(kept.sum())
+    return MotionLabels(
+        per_obj=motion_bce_loss(m_probs, m_masks, m_scores.reshape(n, o)),
+        used=kept.reshape(n, o) & (m_match >= 0),
+        fg=(masks * kept[..., None, None]).sum(2).clamp(max=1.0),  # [B, T, h, w] union of M'
+        total=total,
+        kept=n_kept,
+        kept_share=n_kept / total if total else 0.0,
+    )
+
+
 # ---- the objective -------------------------------------------------------------------------
 
 
@@ -143,10 +229,14 @@ def distill_loss(
     teacher: ModelOutput,
     motion_ids: Tensor,
     target: Tensor,
-    cfg: Config,
+    oc: ObjectivesConfig,
+    d: DistillConfig,
     bg_index: int,
+    *,
+    max_objects: int,
 ) -> LossResult:
-    """The distillation objective, eq. (5), with the ablation modes of ``cfg.distill``.
+    """The distillation objective, eq. (5), with the ablation modes of ``d`` (``cfg.distill``);
+    ``oc`` is ``cfg.objectives`` and ``max_objects`` ``cfg.data.max_objects``.
 
     student: the student's output on the strong view; teacher: the teacher's output on the weak view
     (same geometry); motion_ids int [B, T, H, W] motion-mask instance ids (0 = background);
@@ -162,7 +252,6 @@ def distill_loss(
     and the student's argmax region of its matched slot; 0 when nothing is matched),
     teacher_fg_share / student_fg_share (mean W_fg). All stats are finite floats.
     """
-    oc, d = cfg.objectives, cfg.distill
     b, t, k, h, w = student.attn.shape
     n, p = b * t, h * w
     s_attn = student.attn.reshape(n, k, p)
@@ -170,53 +259,26 @@ def distill_loss(
     t_attn = teacher.attn.detach().float().reshape(n, k, h, w)
     t_fg = teacher.fg.detach().float()  # [B, T, h, w]
 
-    # ---- teacher pseudo-labels: eq. (2) filter, matching, eq. (3) ----
-    cands: Candidates = extract_candidates(t_attn, t_fg.reshape(n, h, w), cfg, bg_index)
-    c = cands.max_kept
-    cand_masks = cands.masks_upto(c).reshape(n, c, p)  # kept candidates come first
-    cand_valid = cands.valid[:, :c]
-    cand_scores = cands.scores[:, :c]
-    cand_probs, cand_match = _match_and_gather(probs, cand_masks, cand_valid, bg_index)
-    teacher_per_obj = teacher_bce_loss(cand_probs, cand_masks, cand_scores)  # [N, C]
-    teacher_used = cand_valid & (cand_match >= 0)
-
-    # ---- motion masks: W_fg filter, matching, eq. (4), M' in eq. (1) ----
-    if d.use_motion_masks:
-        masks, valid = ids_to_masks(motion_ids, (h, w), cfg.data.max_objects)  # [B,T,O,h,w]
-        o = max(int(valid.sum(-1).max()) if valid.numel() else 0, 1)  # valid masks are a prefix
-        masks, valid = masks[:, :, :o], valid[:, :, :o]
-        kept, m_scores = filter_motion_masks(masks, valid, t_fg, d.p)
-        m_masks = masks.reshape(n, o, p)
-        m_probs, m_match = _match_and_gather(probs, m_masks, kept.reshape(n, o), bg_index)
-        motion_per_obj = motion_bce_loss(m_probs, m_masks, m_scores.reshape(n, o))
-        motion_used = kept.reshape(n, o) & (m_match >= 0)
-        m_fg = (masks * kept[..., None, None]).sum(2).clamp(max=1.0)  # [B, T, h, w] union of M'
-        motion_total, motion_kept = float(valid.sum()), float(kept.sum())
-        motion_kept_share = motion_kept / motion_total if motion_total else 0.0
-    else:
-        # Table 4 (a) row 2: the teacher's kept candidates are the only label source
-        motion_per_obj = probs.new_zeros(n, 0)
-        motion_used = torch.zeros(n, 0, dtype=torch.bool, device=probs.device)
-        m_fg = (cand_masks * cand_valid[..., None]).sum(1).clamp(max=1.0).reshape(b, t, h, w)
-        motion_total, motion_kept, motion_kept_share = 0.0, 0.0, 0.0
-
+    tl = teacher_labels(probs, t_attn, t_fg.reshape(n, h, w), d, bg_index)
+    ml = motion_labels(probs, motion_ids, t_fg, tl, d, bg_index, max_objects)
     fgbg = fg_bg_loss(
         student.fg,
-        m_fg,
+        ml.fg,
         oc.alpha,
         w_nll=oc.w_fg_nll,
         prob_scale=oc.prob_scale,
         prob_eps=oc.prob_eps,
     )
     mse = reconstruction_loss(student.recon, target)
+    c = tl.masks.shape[1]
     total, motion_term, teacher_term = global_loss(
-        motion_per_obj.reshape(b, t, motion_per_obj.shape[1]),
-        motion_used.reshape(b, t, motion_used.shape[1]),
-        teacher_per_obj.reshape(b, t, c),
-        teacher_used.reshape(b, t, c),
+        ml.per_obj.reshape(b, t, ml.per_obj.shape[1]),
+        ml.used.reshape(b, t, ml.used.shape[1]),
+        tl.per_obj.reshape(b, t, c),
+        tl.used.reshape(b, t, c),
         fgbg.total,
         mse,
-        cfg,
+        oc,
     )
     terms = {
         "recon": mse.detach(),
@@ -225,7 +287,15 @@ def distill_loss(
         "fg_nll": fgbg.nll.detach(),
         "fg_reg": fgbg.reg.detach(),
     }
-    stats = {
+    return LossResult(total=total, terms=terms, stats=_stats(tl, ml, s_attn, t_fg, student))
+
+
+def _stats(
+    tl: TeacherLabels, ml: MotionLabels, s_attn: Tensor, t_fg: Tensor, student: ModelOutput
+) -> dict[str, float]:
+    """The stats of :func:`distill_loss` (its docstring says what each is)."""
+    cands, n = tl.cands, s_attn.shape[0]
+    return {
         "candidates_kept": float(cands.n_kept),
         "candidates_dropped": float(cands.n_dropped),
         "candidates_small": float(cands.n_small),
@@ -233,12 +303,11 @@ def distill_loss(
         "frames": float(n),
         "frames_with_kept_share": float((cands.valid.sum(1) > 0).float().mean()) if n else 0.0,
         "candidates_kept_area": cands.kept_area_sum(),
-        "motion_total": motion_total,
-        "motion_kept": motion_kept,
-        "motion_kept_share": motion_kept_share,
-        "teacher_matched": float(teacher_used.sum()),
-        "teacher_student_agreement": _agreement(s_attn.detach(), cand_masks, cand_match),
+        "motion_total": ml.total,
+        "motion_kept": ml.kept,
+        "motion_kept_share": ml.kept_share,
+        "teacher_matched": float(tl.used.sum()),
+        "teacher_student_agreement": _agreement(s_attn.detach(), tl.masks, tl.match),
         "teacher_fg_share": float(t_fg.mean()),
         "student_fg_share": float(student.fg.detach().float().mean()),
     }
-    return LossResult(total=total, terms=terms, stats=stats)

@@ -18,13 +18,16 @@ eq. (2) and kept when ``score > distill.p``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from diod_ray.config import Config
 from diod_ray.objectives.components import label_regions
 from diod_ray.objectives.slot_argmax import slot_argmax
+
+if TYPE_CHECKING:
+    from diod_ray.config import DistillConfig
 
 
 @dataclass
@@ -123,16 +126,16 @@ def _slot_map(attn: Tensor, bg_index: int, quirk_slot0: bool) -> tuple[Tensor, T
     return slot, value, background
 
 
-def extract_candidates(attn: Tensor, fg: Tensor, cfg: Config, bg_index: int) -> Candidates:
+def extract_candidates(attn: Tensor, fg: Tensor, d: DistillConfig, bg_index: int) -> Candidates:
     """Teacher object candidates of N frames (§3.3.2), scored with eq. (2) and filtered by p.
 
     attn: [N, K, h, w] teacher attention (softmax over slots); fg: [N, h, w] teacher W_fg;
     bg_index: the background slot (non-negative).
 
-    Options (``cfg.distill``): ``connection``, ``connectivity``, ``min_region_pixels``, ``p``,
-    ``score_source`` ("attention": the candidate's own teacher attention map, i.e. the argmax value,
-    since every candidate pixel has its slot as argmax; "foreground": W_fg like the reference), and the
-    two reference quirks (off by default):
+    Options (``d`` = ``cfg.distill``): ``connection``, ``connectivity``, ``min_region_pixels``,
+    ``p``, ``score_source`` ("attention": the candidate's own teacher attention map, i.e. the
+    argmax value, since every candidate pixel has its slot as argmax; "foreground": W_fg like the
+    reference), and the two reference quirks (off by default):
 
     * ``quirk_slot0_background``: slot 0's region is merged with the background and never a
       candidate (except split-off parts under ``quirk_first_component``).
@@ -141,7 +144,6 @@ def extract_candidates(attn: Tensor, fg: Tensor, cfg: Config, bg_index: int) -> 
       background), split-off components need score > p; then, as in the reference's loss, every
       candidate is filtered and weighted by its mean W_fg (kept iff >= p, score = mean W_fg).
     """
-    d = cfg.distill
     if attn.dim() != 4 or fg.shape != (attn.shape[0], *attn.shape[2:]):
         raise ValueError(
             f"extract_candidates: attn must be [N, K, h, w] and fg [N, h, w]; "
@@ -150,65 +152,104 @@ def extract_candidates(attn: Tensor, fg: Tensor, cfg: Config, bg_index: int) -> 
     n, k, h, w = attn.shape
     if not 0 <= bg_index < k:
         raise ValueError(f"bg_index {bg_index} is not a slot index in 0..{k - 1}")
-    device = attn.device
     slot, value, background = _slot_map(attn.detach(), bg_index, d.quirk_slot0_background)
     fg = fg.detach()
-    source = fg if d.score_source == "foreground" else value
-    first_component_quirk = d.quirk_first_component and d.connection == "one_to_many"
+    regions = _regions(slot, background, k, d)
+    score, is_candidate, keep = _score_and_keep(regions, fg, value, k, d)
+    small = (regions.size <= d.min_region_pixels) & (regions.size > 0) & (regions.label >= 0)
+    return _pack(regions, score, is_candidate, keep, int(small.sum()), (n, h, w))
 
-    # ---- 1. regions: global id per pixel, frame / slot / size / first-in-slot per region -------
+
+@dataclass
+class _Regions:
+    """Step 1 of :func:`extract_candidates`: G regions over the N frames."""
+
+    of_pixel: Tensor  # [N*h*w] int64 region id of each pixel, -1 outside every region
+    num: int  # G
+    frame: Tensor  # [G] the frame of each region
+    size: Tensor  # [G] pixels
+    label: Tensor  # [G] the teacher slot (-1 = the background label, first-component quirk)
+
+
+def _regions(slot: Tensor, background: Tensor, k: int, d: DistillConfig) -> _Regions:
+    """Regions of the slot map slot [N, h, w]: connected components of each slot's argmax region
+    (``one_to_many``) or each (frame, slot) region whole (``one_to_one``); background pixels
+    [N, h, w] are in none (under the first-component quirk, the background label is split too)."""
+    n, device = slot.shape[0], slot.device
     if d.connection == "one_to_many":
-        if first_component_quirk:
+        if d.quirk_first_component:
             # the reference also splits the background label (its label 0) into components
             label = torch.where(background, torch.full_like(slot, -1), slot)
             regions = label_regions(label, torch.ones_like(background), d.connectivity)
         else:
             label = slot
             regions = label_regions(slot, ~background, d.connectivity)
-        region_of_pixel = regions.region_of_pixel()  # [N*h*w], -1 outside
-        num = int(regions.region_size.numel())
-        region_frame = regions.region_frame
-        region_size = regions.region_size
-        region_label = label.reshape(-1)[regions.region_first_pixel]  # [G] slot (-1 = background)
-    elif d.connection == "one_to_one":
+        return _Regions(
+            of_pixel=regions.region_of_pixel(),  # [N*h*w], -1 outside
+            num=int(regions.region_size.numel()),
+            frame=regions.region_frame,
+            size=regions.region_size,
+            label=label.reshape(-1)[regions.region_first_pixel],  # [G] slot (-1 = background)
+        )
+    if d.connection == "one_to_one":
         # one region per (frame, slot): id = n * K + slot, background pixels in none
         frame = torch.arange(n, device=device).view(n, 1, 1)
-        region_of_pixel = torch.where(background, -1, frame * k + slot).reshape(-1)
+        of_pixel = torch.where(background, -1, frame * k + slot).reshape(-1)
         num = n * k
-        region_size = torch.bincount(region_of_pixel[region_of_pixel >= 0], minlength=num)
-        region_frame = torch.arange(num, device=device) // k
-        region_label = torch.arange(num, device=device) % k
-    else:
-        raise ValueError(
-            f"distill.connection must be one_to_many or one_to_one, got {d.connection!r}"
+        return _Regions(
+            of_pixel=of_pixel,
+            num=num,
+            frame=torch.arange(num, device=device) // k,
+            size=torch.bincount(of_pixel[of_pixel >= 0], minlength=num),
+            label=torch.arange(num, device=device) % k,
         )
+    raise ValueError(f"distill.connection must be one_to_many or one_to_one, got {d.connection!r}")
 
-    # ---- 2. eq. (2) scores and filters, per region ---------------------------------------------
-    score = candidate_score(region_of_pixel, source.reshape(-1), num)  # [G]
-    big = region_size > d.min_region_pixels
-    if first_component_quirk:
-        # first component of each (frame, label) in raster order = smallest region id of that key
-        key = region_frame * (k + 1) + (region_label + 1)  # background label -1 -> 0
-        first = torch.full((n * (k + 1),), num, dtype=torch.int64, device=device)
-        first.scatter_reduce_(0, key, torch.arange(num, device=device), reduce="amin")
-        is_first = first[key] == torch.arange(num, device=device)
-        is_candidate = big & ~(is_first & (region_label < 0))
-        passes_extraction = is_first | (score > d.p)
-        fg_score = (
-            score
-            if d.score_source == "foreground"
-            else candidate_score(region_of_pixel, fg.reshape(-1), num)
-        )
-        # the reference then filters every pseudo-mask in the loss on the teacher's mean W_fg
-        keep = is_candidate & passes_extraction & (fg_score >= d.p)
-        score = fg_score
-    else:
-        is_candidate = big & (region_label >= 0)
-        keep = is_candidate & (score > d.p)
 
-    # ---- 3. pack candidates per frame: kept first, then raster order ---------------------------
+def _score_and_keep(
+    r: _Regions, fg: Tensor, value: Tensor, k: int, d: DistillConfig
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Step 2: eq. (2) score of each region on fg or its own attention value (both [N, h, w]),
+    the size filter and the p filter. Returns (score [G], is_candidate [G], keep [G])."""
+    n, device = fg.shape[0], r.of_pixel.device
+    source = fg if d.score_source == "foreground" else value
+    score = candidate_score(r.of_pixel, source.reshape(-1), r.num)  # [G]
+    big = r.size > d.min_region_pixels
+    if not (d.quirk_first_component and d.connection == "one_to_many"):
+        is_candidate = big & (r.label >= 0)
+        return score, is_candidate, is_candidate & (score > d.p)
+    # first component of each (frame, label) in raster order = smallest region id of that key
+    ids = torch.arange(r.num, device=device)
+    key = r.frame * (k + 1) + (r.label + 1)  # background label -1 -> 0
+    first = torch.full((n * (k + 1),), r.num, dtype=torch.int64, device=device)
+    first.scatter_reduce_(0, key, ids, reduce="amin")
+    is_first = first[key] == ids
+    is_candidate = big & ~(is_first & (r.label < 0))
+    passes_extraction = is_first | (score > d.p)
+    fg_score = (
+        score
+        if d.score_source == "foreground"
+        else candidate_score(r.of_pixel, fg.reshape(-1), r.num)
+    )
+    # the reference then filters every pseudo-mask in the loss on the teacher's mean W_fg
+    keep = is_candidate & passes_extraction & (fg_score >= d.p)
+    return fg_score, is_candidate, keep
+
+
+def _pack(
+    r: _Regions,
+    score: Tensor,
+    is_candidate: Tensor,
+    keep: Tensor,
+    n_small: int,
+    nhw: tuple[int, int, int],
+) -> Candidates:
+    """Step 3: candidates per frame, kept first, then raster order, padded to the most in a frame
+    (``n_small``: the regions at or under the size threshold, counted by the caller)."""
+    n, h, w = nhw
+    device, num = r.of_pixel.device, r.num
     cand = torch.nonzero(is_candidate).squeeze(1)  # [G'] region ids, frame-major
-    cand_frame = region_frame[cand]
+    cand_frame = r.frame[cand]
     order = torch.argsort((cand_frame * 2 + (~keep[cand]).long()) * max(num, 1) + cand)
     cand = cand[order]
     cand_frame = cand_frame[order]
@@ -219,7 +260,7 @@ def extract_candidates(attn: Tensor, fg: Tensor, cfg: Config, bg_index: int) -> 
 
     lut = torch.full((num + 1,), -1, dtype=torch.int64, device=device)  # region + 1 -> index
     lut[cand + 1] = position
-    index_map = lut.index_select(0, region_of_pixel + 1).view(n, h, w)  # -1 = none
+    index_map = lut.index_select(0, r.of_pixel + 1).view(n, h, w)  # -1 = none
 
     scores = torch.zeros(n, c_max, dtype=torch.float32, device=device)
     valid = torch.zeros(n, c_max, dtype=torch.bool, device=device)
@@ -228,11 +269,9 @@ def extract_candidates(attn: Tensor, fg: Tensor, cfg: Config, bg_index: int) -> 
     scores[cand_frame, position] = score[cand].float()
     valid[cand_frame, position] = keep[cand]
     present[cand_frame, position] = True
-    slots[cand_frame, position] = region_label[cand].long()
+    slots[cand_frame, position] = r.label[cand].long()
 
     n_kept = int(keep.sum())
-    n_candidates = int(is_candidate.sum())
-    n_small = int((~big & (region_size > 0) & (region_label >= 0)).sum())
     return Candidates(
         index_map=index_map,
         scores=scores,
@@ -240,6 +279,6 @@ def extract_candidates(attn: Tensor, fg: Tensor, cfg: Config, bg_index: int) -> 
         present=present,
         slot=slots,
         n_kept=n_kept,
-        n_dropped=n_candidates - n_kept,
+        n_dropped=int(is_candidate.sum()) - n_kept,
         n_small=n_small,
     )

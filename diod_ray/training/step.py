@@ -48,11 +48,15 @@ def train_step(ts: TrainState, batch: dict[str, torch.Tensor], plan: Plan):
             teacher_out = ts.teacher(batch["weak"])
     out = outputs_to_float(out)
     if teacher_out is None:
-        res = burn_in_loss(out, batch["motion"], batch["strong"], cfg, bg)
+        res = burn_in_loss(
+            out, batch["motion"], batch["strong"], cfg.objectives, bg,
+            max_objects=cfg.data.max_objects,
+        )  # fmt: skip
     else:
         res = distill_loss(
-            out, outputs_to_float(teacher_out), batch["motion"], batch["strong"], cfg, bg
-        )
+            out, outputs_to_float(teacher_out), batch["motion"], batch["strong"],
+            cfg.objectives, cfg.distill, bg, max_objects=cfg.data.max_objects,
+        )  # fmt: skip
     ts.optimizer.zero_grad(set_to_none=True)
     if ts.scaler is not None:
         ts.scaler.scale(res.total).backward()

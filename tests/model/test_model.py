@@ -82,7 +82,9 @@ def test_gradients_reach_every_trainable_parameter():
     ids = torch.zeros(2, 3, 32, 64, dtype=torch.long)
     ids[:, :, 4:12, 8:20] = 1
     ids[:, :, 20:30, 30:50] = 2
-    res = burn_in_loss(model(video), ids, video, cfg, model.bg_index)
+    res = burn_in_loss(
+        model(video), ids, video, cfg.objectives, model.bg_index, max_objects=cfg.data.max_objects
+    )
     res.total.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert missing == []
@@ -145,7 +147,14 @@ def test_channels_last_training_steps_with_nhwc_strided_input():
     ids = torch.zeros(1, 3, 32, 64, dtype=torch.long)
     ids[:, :, 8:20, 10:30] = 1
     for _ in range(4):
-        res = burn_in_loss(model(video), ids, video, cfg, model.bg_index)
+        res = burn_in_loss(
+            model(video),
+            ids,
+            video,
+            cfg.objectives,
+            model.bg_index,
+            max_objects=cfg.data.max_objects,
+        )
         opt.zero_grad()
         res.total.backward()
         opt.step()
@@ -235,7 +244,9 @@ def test_dinov2_encoder_loads_official_keys_and_is_frozen(tmp_path):
     _check_output(out, model, 1, 2, 28, 56)
     ids = torch.zeros(1, 2, 28, 56, dtype=torch.long)
     ids[:, :, 4:16, 8:30] = 1
-    burn_in_loss(out, ids, video, cfg, model.bg_index).total.backward()
+    burn_in_loss(
+        out, ids, video, cfg.objectives, model.bg_index, max_objects=cfg.data.max_objects
+    ).total.backward()
     assert all(p.grad is None for p in model.trunk.parameters())
     assert model.convgru.cells[0].conv_gates.weight.grad is not None
     # a size that is not a multiple of 14 runs too (resized up to one)

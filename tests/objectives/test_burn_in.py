@@ -110,6 +110,11 @@ def _cfg(max_objects: int = 4, normalisation: str = "paper") -> Config:
     return cfg
 
 
+def _burn_in(out, ids, target, cfg: Config):
+    """burn_in_loss with the background slot 3 and the sections of ``cfg`` it reads."""
+    return burn_in_loss(out, ids, target, cfg.objectives, 3, max_objects=cfg.data.max_objects)
+
+
 def _perfect_bce_per_object(size: int) -> float:
     """Pixel-mean weighted BCE when the slot equals the mask (p = 0.999 y + 1e-8)."""
     weight = 2 - size / (h * w)
@@ -120,7 +125,7 @@ def _perfect_bce_per_object(size: int) -> float:
 
 def test_burn_in_perfect_match_hand_value():
     target = torch.zeros(1, 2, 3, H, W)
-    res = burn_in_loss(_output(_perfect_attn()), _ids(), target, _cfg(), bg_index=3)
+    res = _burn_in(_output(_perfect_attn()), _ids(), target, _cfg())
     per_obj = _perfect_bce_per_object(1)
     assert math.isclose(res.terms["motion_bce"].item(), per_obj, rel_tol=1e-4)
     assert res.stats["objects_matched"] == 3.0
@@ -134,15 +139,15 @@ def test_burn_in_perfect_match_hand_value():
 
 def test_burn_in_perfect_match_is_minimum_and_swap_is_undone():
     ids, target = _ids(), torch.zeros(1, 2, 3, H, W)
-    perfect = burn_in_loss(_output(_perfect_attn()), ids, target, _cfg(), 3)
+    perfect = _burn_in(_output(_perfect_attn()), ids, target, _cfg())
     swapped_attn = _perfect_attn()[:, :, [1, 2, 0, 3]]  # permute the foreground slots
-    swapped = burn_in_loss(_output(swapped_attn), ids, target, _cfg(), 3)
+    swapped = _burn_in(_output(swapped_attn), ids, target, _cfg())
     assert torch.allclose(swapped.total, perfect.total, atol=1e-6)
     g = torch.Generator().manual_seed(0)
     for _ in range(5):  # any blur of the perfect attention is worse
         noisy = _perfect_attn() + 0.3 * torch.rand(1, 2, 4, h, w, generator=g)
         noisy = noisy / noisy.sum(dim=2, keepdim=True)
-        res = burn_in_loss(_output(noisy), ids, target, _cfg(), 3)
+        res = _burn_in(_output(noisy), ids, target, _cfg())
         assert res.terms["motion_bce"] > perfect.terms["motion_bce"]
 
 
@@ -150,11 +155,11 @@ def test_burn_in_padding_and_normalisation_modes():
     ids, target = _ids(), torch.zeros(1, 2, 3, H, W)
     g = torch.Generator().manual_seed(3)
     attn = torch.softmax(torch.randn(1, 2, 4, h, w, generator=g), dim=2)
-    small = burn_in_loss(_output(attn), ids, target, _cfg(max_objects=2), 3)
-    large = burn_in_loss(_output(attn), ids, target, _cfg(max_objects=16), 3)
+    small = _burn_in(_output(attn), ids, target, _cfg(max_objects=2))
+    large = _burn_in(_output(attn), ids, target, _cfg(max_objects=16))
     assert torch.equal(small.total, large.total)
     # reference normalisation = sum of the two frame means / B (= 1) vs. their mean (paper)
-    ref = burn_in_loss(_output(attn), ids, target, _cfg(normalisation="reference"), 3)
+    ref = _burn_in(_output(attn), ids, target, _cfg(normalisation="reference"))
     assert math.isclose(
         ref.terms["motion_bce"].item(), 2 * small.terms["motion_bce"].item(), rel_tol=1e-5
     )
@@ -165,7 +170,7 @@ def test_burn_in_empty_frames_and_gradients():
     logits = torch.randn(1, 2, 4, h, w, requires_grad=True)
     attn = torch.softmax(logits, dim=2)
     recon = torch.randn(1, 2, 3, H, W, requires_grad=True)
-    res = burn_in_loss(_output(attn, recon), ids, torch.zeros(1, 2, 3, H, W), _cfg(), 3)
+    res = _burn_in(_output(attn, recon), ids, torch.zeros(1, 2, 3, H, W), _cfg())
     assert res.terms["motion_bce"].item() == 0.0 and res.terms["fg_nll"].item() == 0.0
     res.total.backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0

@@ -112,7 +112,16 @@ def test_filter_motion_masks_and_eq4_by_hand():
 def test_distill_loss_by_hand(source, score):
     student, teacher, motion, target, cfg = hand_case()
     cfg.distill.score_source = source
-    res = distill_loss(student, teacher, motion, target, cfg, bg_index=2)
+    res = distill_loss(
+        student,
+        teacher,
+        motion,
+        target,
+        cfg.objectives,
+        cfg.distill,
+        2,
+        max_objects=cfg.data.max_objects,
+    )
     s0, s1 = STUDENT
     mask = lambda idx: [i in idx for i in range(8)]  # noqa: E731
     # matching: C1 -> slot 1, C2 -> slot 0 is the better of the two assignments
@@ -147,7 +156,16 @@ def test_distill_loss_by_hand(source, score):
 def test_gradients_reach_the_student_only():
     student, teacher, motion, target, cfg = hand_case()
     teacher.attn.requires_grad_(True)
-    res = distill_loss(student, teacher, motion, target, cfg, bg_index=2)
+    res = distill_loss(
+        student,
+        teacher,
+        motion,
+        target,
+        cfg.objectives,
+        cfg.distill,
+        2,
+        max_objects=cfg.data.max_objects,
+    )
     res.total.backward()
     assert student.attn.grad is not None and student.attn.grad.abs().sum() > 0
     assert student.recon.grad is not None
@@ -157,13 +175,23 @@ def test_gradients_reach_the_student_only():
 def test_without_motion_masks_uses_teacher_union():
     student, teacher, motion, target, cfg = hand_case()
     cfg.distill.use_motion_masks = False
-    res = distill_loss(student, teacher, motion, target, cfg, bg_index=2)
+    res = distill_loss(
+        student,
+        teacher,
+        motion,
+        target,
+        cfg.objectives,
+        cfg.distill,
+        2,
+        max_objects=cfg.data.max_objects,
+    )
     fg_s = [a + b for a, b in zip(*STUDENT)]
     nll = -sum(math.log(q(f)) for i, f in enumerate(fg_s) if i in C1 + C2) / 8
     assert abs(res.terms["fg_nll"].item() - nll) < 1e-6
     assert res.terms["motion_bce"].item() == 0.0
     assert res.stats["motion_total"] == 0
-    with_motion = distill_loss(*hand_case()[:4], hand_case()[4], bg_index=2)
+    *case, c = hand_case()
+    with_motion = distill_loss(*case, c.objectives, c.distill, 2, max_objects=c.data.max_objects)
     t = res.terms
     assert (
         abs(
@@ -181,9 +209,27 @@ def test_one_to_one_connection_merges_a_slots_regions():
     attn = teacher.attn.clone().view(3, 8)
     attn[:, C2] = torch.tensor([0.95, 0.03, 0.02]).view(3, 1)
     teacher = output(attn.view(1, 1, 3, 2, 4), 2, teacher.recon)
-    many = distill_loss(student, teacher, motion, target, cfg, bg_index=2)
+    many = distill_loss(
+        student,
+        teacher,
+        motion,
+        target,
+        cfg.objectives,
+        cfg.distill,
+        2,
+        max_objects=cfg.data.max_objects,
+    )
     cfg.distill.connection = "one_to_one"
-    one = distill_loss(student, teacher, motion, target, cfg, bg_index=2)
+    one = distill_loss(
+        student,
+        teacher,
+        motion,
+        target,
+        cfg.objectives,
+        cfg.distill,
+        2,
+        max_objects=cfg.data.max_objects,
+    )
     assert many.stats["candidates_kept"] == 2 and one.stats["candidates_kept"] == 1
     assert many.terms["teacher_bce"].item() != one.terms["teacher_bce"].item()
 
@@ -199,12 +245,12 @@ def test_global_loss_sum_and_per_frame_normalisation():
     teacher = torch.tensor([[[4.0, 5.0], [2.0, 6.0]]])
     t_used = torch.tensor([[[True, False], [True, True]]])
     fg_bg, mse = torch.tensor(0.25), torch.tensor(0.1)
-    total, m, t = global_loss(motion, m_used, teacher, t_used, fg_bg, mse, cfg)
+    total, m, t = global_loss(motion, m_used, teacher, t_used, fg_bg, mse, cfg.objectives)
     assert m.item() == 2.0  # mean over frame 0's objects; frame 1 has none and is not counted
     assert t.item() == 4.0  # (4 + (2 + 6) / 2) / 2
     assert abs(total.item() - (2 * 2.0 + 3 * 4.0 + 0.25 + 0.5 * 0.1)) < 1e-6
     cfg.objectives.normalisation = "reference"  # sum over frames / B
-    _, m, t = global_loss(motion, m_used, teacher, t_used, fg_bg, mse, cfg)
+    _, m, t = global_loss(motion, m_used, teacher, t_used, fg_bg, mse, cfg.objectives)
     assert m.item() == 2.0 and t.item() == 8.0
 
 
@@ -227,7 +273,16 @@ def test_one_real_distillation_step():
         t_out = teacher(weak)
     assert not t_out.attn.requires_grad
     out = model(strong)
-    res = distill_loss(out, t_out, motion, strong, cfg, model.bg_index)
+    res = distill_loss(
+        out,
+        t_out,
+        motion,
+        strong,
+        cfg.objectives,
+        cfg.distill,
+        model.bg_index,
+        max_objects=cfg.data.max_objects,
+    )
     assert torch.isfinite(res.total)
     assert res.stats["candidates_kept"] > 0 and res.stats["motion_kept_share"] == 1.0
     assert all(math.isfinite(v) for v in res.stats.values())

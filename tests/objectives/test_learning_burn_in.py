@@ -69,7 +69,14 @@ def _train(cfg, video, motion):
     model.train()
     first = last = None
     for _ in range(STEPS):
-        res = burn_in_loss(model(video), motion, video, cfg, model.bg_index)
+        res = burn_in_loss(
+            model(video),
+            motion,
+            video,
+            cfg.objectives,
+            model.bg_index,
+            max_objects=cfg.data.max_objects,
+        )
         opt.zero_grad()
         res.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

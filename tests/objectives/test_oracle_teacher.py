@@ -103,9 +103,20 @@ def train(mode: str, w_teacher: float = 1.0):
     for _ in range(STEPS):
         out = model(video)
         if mode == "control":
-            res = burn_in_loss(out, motion, video, cfg, bg)
+            res = burn_in_loss(
+                out, motion, video, cfg.objectives, bg, max_objects=cfg.data.max_objects
+            )
         else:
-            res = distill_loss(out, teacher, motion, video, cfg, bg)
+            res = distill_loss(
+                out,
+                teacher,
+                motion,
+                video,
+                cfg.objectives,
+                cfg.distill,
+                bg,
+                max_objects=cfg.data.max_objects,
+            )
         opt.zero_grad(set_to_none=True)
         res.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from diod_ray.config import Config
+from diod_ray.config import DistillConfig
 from diod_ray.objectives.pseudo_labels import candidate_score, extract_candidates
 
 K, BG, H, W = 5, 4, 12, 20
@@ -43,10 +43,10 @@ def blank(n: int = 1, v: float = 0.97):
     return np.full((n, H, W), BG), np.full((n, H, W), v, dtype=np.float32)
 
 
-def cfg(**distill) -> Config:
-    c = Config()
+def cfg(**distill) -> DistillConfig:
+    c = DistillConfig()
     for k, v in distill.items():
-        setattr(c.distill, k, v)
+        setattr(c, k, v)
     return c
 
 
@@ -225,6 +225,6 @@ def test_quirk_mode_reproduces_reference_loop():
 def test_bad_input():
     attn = torch.rand(2, K, 4, 4)
     with pytest.raises(ValueError, match="fg"):
-        extract_candidates(attn, torch.rand(2, 4, 5), Config(), BG)
+        extract_candidates(attn, torch.rand(2, 4, 5), DistillConfig(), BG)
     with pytest.raises(ValueError, match="bg_index"):
-        extract_candidates(attn, torch.rand(2, 4, 4), Config(), K)
+        extract_candidates(attn, torch.rand(2, 4, 4), DistillConfig(), K)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from diod_ray.config import Config, apply_overrides, load_preset
+from diod_ray.config import Config, DistillConfig, apply_overrides, load_preset
 from diod_ray.objectives.distill import filter_motion_masks
 from diod_ray.objectives.pseudo_labels import extract_candidates
 from diod_ray.teacher import half_life, keep_rate
@@ -43,11 +43,11 @@ def hand_maps():
     return attn, 1.0 - attn[:, BG], label
 
 
-def cfg_with(**distill) -> Config:
-    c = Config()
-    c.distill.min_region_pixels = 2
+def cfg_with(**distill) -> DistillConfig:
+    c = DistillConfig()
+    c.min_region_pixels = 2
     for k, v in distill.items():
-        setattr(c.distill, k, v)
+        setattr(c, k, v)
     return c
 
 
@@ -199,7 +199,14 @@ def test_after_a_short_burn_in_distillation_keeps_candidates(one_torch_thread):
     model = build_model(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(40):  # burn-in
-        res = burn_in_loss(model(video), motion, video, cfg, model.bg_index)
+        res = burn_in_loss(
+            model(video),
+            motion,
+            video,
+            cfg.objectives,
+            model.bg_index,
+            max_objects=cfg.data.max_objects,
+        )
         opt.zero_grad()
         res.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -207,7 +214,16 @@ def test_after_a_short_burn_in_distillation_keeps_candidates(one_torch_thread):
     teacher = build_teacher(model, cfg)
     kept, terms = [], []
     for _ in range(2):  # distillation steps, as the training loop runs them
-        res = distill_loss(model(video), teacher(video), motion, video, cfg, model.bg_index)
+        res = distill_loss(
+            model(video),
+            teacher(video),
+            motion,
+            video,
+            cfg.objectives,
+            cfg.distill,
+            model.bg_index,
+            max_objects=cfg.data.max_objects,
+        )
         opt.zero_grad()
         res.total.backward()
         opt.step()
