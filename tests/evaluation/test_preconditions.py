@@ -1,7 +1,7 @@
-"""Preconditions of a test of DIOD's claim (diod_ray/preconditions.py, issue 21): the gates and the
-verdict on hand-made numbers, the counters on hand-made tensors, the whole measurement on a model
-with hand-set outputs (one process, and two gloo ranks each with half of the clips), and the
-final JSON line of a run (Ray, slow)."""
+"""Preconditions of a test of DIOD's claim (diod_ray/preconditions.py, its counters in
+diod_ray/gate_counts.py; issue 21): the gates and the verdict on hand-made numbers, the counters on
+hand-made tensors, the whole measurement on a model with hand-set outputs (one process, and two
+gloo ranks each with half of the clips), and the final JSON line of a run (Ray, slow)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from diod_ray.config import Config
+from diod_ray.gate_counts import GateCounts, fg_counts, mask_gt_hits, motion_counts
 from diod_ray.model.diod import ModelOutput
 from diod_ray.preconditions import (
     GATE_NAMES,
@@ -23,14 +24,10 @@ from diod_ray.preconditions import (
     MIN_HEADROOM,
     MIN_KEPT_PRECISION,
     MIN_STATIC_FG_CONTRAST,
-    GateCounts,
     console_lines,
-    fg_counts,
     from_metrics,
     gate_values,
-    mask_gt_hits,
     measure_preconditions,
-    motion_counts,
     summary_json,
     to_metrics,
     verdict,

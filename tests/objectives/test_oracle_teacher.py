@@ -23,12 +23,12 @@ import torch
 
 from diod_ray.config import Config, load_preset
 from diod_ray.evaluation import batchnorm_batch_statistics
+from diod_ray.gate_counts import fg_counts
 from diod_ray.metrics import downsample_nearest
 from diod_ray.model import build_model
 from diod_ray.model.diod import ModelOutput
 from diod_ray.objectives.burn_in import burn_in_loss
 from diod_ray.objectives.distill import distill_loss
-from diod_ray.preconditions import fg_counts
 
 STEPS = 25
 # a constant rate 6x the smoke preset's (no warm-up): W_fg separates within STEPS steps

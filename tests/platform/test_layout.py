@@ -181,6 +181,7 @@ LEVELS: dict[int, tuple[str, ...]] = {
         "diod_ray.teacher",
         "diod_ray.teacher_diagnostics",
         "diod_ray.evaluation",
+        "diod_ray.gate_counts",
         "diod_ray.preconditions",
     ),
     5: ("diod_ray.training",),  # Ray Train
