@@ -95,8 +95,8 @@ def _bench_cfg(cfg, uri: str):
 
 
 def ray_pipeline(cfg, uri: str, passes: int = 2) -> dict:
-    """read_parquet + decode + weak/strong augmentation -> torch batches, clips/s per pass
-    (epoch p = pass p: a fresh ordered Dataset each, as the training loop builds them)."""
+    """read + decode + weak/strong augmentation -> torch batches, clips/s per pass (epoch p =
+    pass p: a fresh one-epoch stream each; the training loop keeps one stream for the run)."""
     c = _bench_cfg(cfg, uri)
     n = shards.count_clips(uri, c.data.train_split, c.storage)
     rates = []
@@ -104,7 +104,7 @@ def ray_pipeline(cfg, uri: str, passes: int = 2) -> dict:
         t0 = time.perf_counter()
         got = sum(1 for _ in pipeline.iter_train_batches(c, p, n, "cpu"))
         rates.append((got, round(time.perf_counter() - t0, 2)))
-    # a pass includes Ray Data's start-up (planning, ListFiles, task launch: seconds on 2 cores)
+    # a pass includes Ray Data's start-up (planning, task launch: seconds on 2 cores)
     return {
         "clips_per_pass": rates[0][0],
         "pass_seconds": [r[1] for r in rates],
@@ -115,11 +115,16 @@ def ray_pipeline(cfg, uri: str, passes: int = 2) -> dict:
 def order_cost(cfg, uri: str, reps: int = 3) -> dict:
     """clips/s of one epoch's Dataset (read + decode + augment, iter_batches) with
     ``preserve_order`` True and False, alternating, best of ``reps`` each."""
+    from diod_ray.data.order import FileRead
+
     c = _bench_cfg(cfg, uri)
+    counts = pipeline.train_index(c).counts
     best = {True: 0.0, False: 0.0}
     for r in range(reps):
         for keep in (True, False):
-            ds = pipeline.train_dataset(c, epoch=r, preserve_order=keep)
+            tasks = [(r, 0, FileRead(i, 0, 1, n)) for i, n in enumerate(counts)]
+            ds = pipeline.train_dataset(c, tasks)
+            ds.context.execution_options.preserve_order = keep
             t0 = time.perf_counter()
             n = sum(len(b["clip_id"]) for b in ds.iter_batches(batch_size=None))
             best[keep] = max(best[keep], _rate(n, time.perf_counter() - t0))

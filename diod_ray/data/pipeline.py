@@ -307,15 +307,21 @@ def _read_eval_files(
             yield _eval_map(part, cfg, width, gt_dtype, motion_dtype)
 
 
-def _file_tasks(n: int, udf, fn_kwargs: dict) -> ray.data.Dataset:
+def _file_tasks(n: int, udf, fn_kwargs: dict, readers: int | None = None) -> ray.data.Dataset:
     """``n`` Ray Data tasks, task ``k`` running ``udf`` on ``{"id": [k]}``, outputs in task order
-    (``preserve_order`` in the Dataset's own DataContext)."""
+    (``preserve_order`` in the Dataset's own DataContext); at most ``readers`` at once (None:
+    as many as Ray Data schedules)."""
     ds = ray.data.range(n, override_num_blocks=max(1, n))
     ds.context.execution_options.preserve_order = True
-    return ds.map_batches(udf, fn_kwargs=fn_kwargs, batch_size=1, batch_format="numpy")
+    pool = ray.data.TaskPoolStrategy(size=readers) if readers else None
+    return ds.map_batches(
+        udf, fn_kwargs=fn_kwargs, batch_size=1, batch_format="numpy", compute=pool
+    )
 
 
-def train_dataset(cfg: Config, tasks: list[tuple[int, int, FileRead]]) -> ray.data.Dataset:
+def train_dataset(
+    cfg: Config, tasks: list[tuple[int, int, FileRead]], readers: int | None = None
+) -> ray.data.Dataset:
     """The augmented clips of ``tasks`` ((epoch, pass, read), in stream order), as one lazy
     ordered Dataset; every augmentation draw is fixed by (data seed, epoch, pass, clip id)."""
     index = train_index(cfg)
@@ -329,7 +335,7 @@ def train_dataset(cfg: Config, tasks: list[tuple[int, int, FileRead]]) -> ray.da
         "out_frames": out_frames,
         "motion_dtype": index.motion_dtype,
     }
-    return _file_tasks(len(tasks), _read_train_files, kwargs)
+    return _file_tasks(len(tasks), _read_train_files, kwargs, readers)
 
 
 def eval_dataset(
@@ -433,6 +439,7 @@ class TrainStream:
         rank: int = 0,
         world: int = 1,
         skip: int = 0,
+        readers: int | None = None,
     ) -> None:
         self.cfg, self.steps, self.rank, self.world = cfg, steps, rank, world
         self.bs = per_worker_batch_size(cfg, world)
@@ -463,7 +470,7 @@ class TrainStream:
             self.plans[e] = plan
             tasks += [(e, p.pass_, r) for p in plan for r in p.reads]
         self.next = (epoch, skip)  # the (epoch, batch) the stream stands at
-        self.dataset = train_dataset(cfg, tasks)
+        self.dataset = train_dataset(cfg, tasks, readers)
         self._clips = self._iter_clips()
 
     def _iter_clips(self) -> Iterator[dict[str, Any]]:
