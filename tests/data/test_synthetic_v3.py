@@ -11,7 +11,7 @@ import pytest
 
 from diod_ray.config import SyntheticConfig, load_preset
 from diod_ray.data.synthetic import generate_video
-from diod_ray.data.synthetic_v3 import KINDS
+from diod_ray.data.synthetic_v3_kinds import KINDS
 
 H, W = 64, 128
 GRID_CELL_PX = 16  # one cell of the stride-4 attention grid
