@@ -179,21 +179,40 @@ def alpha_burnin_cells(stages: dict[str, dict[str, Any]]) -> dict[tuple[float, i
 
 
 def alpha_burnin_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) -> str:
+    """Table 4(c) of a sweep: F1@50 per (alpha, burn-in) cell beside the paper's, every metric
+    per cell with DIOD's paired gain, the preconditions per cell and seed, and the cost."""
     cells = alpha_burnin_cells(stages)
-    grid = next(s for s in meta["plan"]["stages"] if s["name"] == "distill")["grid"]
+    distill = next(s for s in meta["plan"]["stages"] if s["name"] == "distill")
+    grid = distill["grid"]
     alphas = [float(a) for a in grid["objectives.alpha"]]
     lengths = [int(e) for e in grid["schedule.burn_in_epochs"]]
     seeds = grid.get("run.seed", [0])
-    distill = next(s for s in meta["plan"]["stages"] if s["name"] == "distill")["fixed"][
-        "schedule.distill_epochs"
-    ]
     out = [
         f"# Table 4(c): alpha × burn-in duration — sweep `{meta.get('name', '')}`",
         "",
         f"Preset `{meta.get('preset')}`; overrides `{meta.get('overrides', {})}`; "
-        f"{len(seeds)} seed(s) {seeds}; {distill} distillation epochs.",
+        f"{len(seeds)} seed(s) {seeds}; {distill['fixed']['schedule.distill_epochs']} "
+        "distillation epochs.",
         "Each cell: F1@50 (%) at the end of burn-in → after distillation. " + METHOD_NOTE,
         "",
+    ]
+    out += _f1_grid(cells, alphas, lengths)
+    out += _paper_table_4c()
+    out += _all_metrics_per_cell(cells, alphas, lengths)
+    gate_rows = [
+        (f"α {a:g}, burn-in {e}, seed {seed}", values)
+        for (a, e), c in sorted(cells.items())
+        for seed, values in zip(c["seed"], c["gates"])
+    ]
+    out += [""] + preconditions_section(gate_rows, "cell and seed", "Δ F1")
+    out += cost_section(meta, stages)
+    return "\n".join(out)
+
+
+def _f1_grid(cells: dict, alphas: list[float], lengths: list[int]) -> list[str]:
+    """α rows × burn-in columns: our F1@50 at the end of burn-in → after distillation, with the
+    paper's where it has the cell."""
+    out = [
         "| α \\ burn-in (epochs) | " + " | ".join(str(e) for e in lengths) + " |",
         "|---|" + "---|" * len(lengths),
     ]
@@ -212,7 +231,11 @@ def alpha_burnin_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]
                 cell += f" (paper {paper[0]} → {paper[1]})"
             row.append(cell)
         out.append("| " + " | ".join(row) + " |")
-    out += [
+    return out
+
+
+def _paper_table_4c() -> list[str]:
+    out = [
         "",
         "Paper, TRI-PD test set, 500 distillation epochs (F1@50 %, end of burn-in → after "
         "distillation):",
@@ -229,7 +252,13 @@ def alpha_burnin_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]
             )
             + " |"
         )
-    out += [
+    return out
+
+
+def _all_metrics_per_cell(cells: dict, alphas: list[float], lengths: list[int]) -> list[str]:
+    """One row per run cell: every metric burn-in → after distillation and the paired F1 gain
+    (labelled "untestable: <gates>" when a seed's burn-in failed a gate)."""
+    out = [
         "",
         "All metrics per cell (%, mean over seeds; burn-in → after distillation):",
         "",
@@ -254,14 +283,7 @@ def alpha_burnin_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]
                 f"| {a:g} | {e} | {pair('f1')} | {delta} | {pair('fg_ari')} | {pair('all_ari')} | "
                 f"{pair('static_recall')} | {pair('moving_recall')} | {sum(c['done'])}/{len(c['done'])} |"
             )
-    gate_rows = [
-        (f"α {a:g}, burn-in {e}, seed {seed}", values)
-        for (a, e), c in sorted(cells.items())
-        for seed, values in zip(c["seed"], c["gates"])
-    ]
-    out += [""] + preconditions_section(gate_rows, "cell and seed", "Δ F1")
-    out += cost_section(meta, stages)
-    return "\n".join(out)
+    return out
 
 
 # ============================================================================================
