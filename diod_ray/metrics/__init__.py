@@ -1,8 +1,8 @@
 """Object-discovery metrics (docs/metrics.md): per-batch contingency tables, ARI and F1@50 in
-:mod:`.tables`; the streaming, rank-mergeable dataset accumulator in :mod:`.accumulator`."""
+:mod:`.contingency`; the streaming, rank-mergeable dataset accumulator in :mod:`.accumulator`."""
 
 from diod_ray.metrics.accumulator import MetricAccumulator
-from diod_ray.metrics.tables import (
+from diod_ray.metrics.contingency import (
     PROTOCOLS,
     REFERENCE_ARI_EPS,
     REFERENCE_CLIP_LEN,

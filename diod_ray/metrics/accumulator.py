@@ -1,11 +1,11 @@
 """Streaming dataset metrics over batches of clips, mergeable over DDP ranks and Ray tasks: sums of
-the counters of :mod:`diod_ray.metrics.tables` (docs/metrics.md)."""
+the counters of :mod:`diod_ray.metrics.contingency` (docs/metrics.md)."""
 
 from __future__ import annotations
 
 import torch
 
-from diod_ray.metrics.tables import (
+from diod_ray.metrics.contingency import (
     _as_long,
     _check_protocol,
     _moving_per_row,
