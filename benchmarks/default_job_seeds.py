@@ -6,7 +6,7 @@ Each run is the default job with only its seed and name changed, e.g. for seeds 
     python benchmarks/default_job_seeds.py ~/diod_ray_runs/default-seed{0,1,2}
 
 Prints a Markdown table (docs/results.md, "The default job") and, last, one JSON line with every
-cell (n, mean, sd, ci_low, ci_high; the statistics of diod_ray/sweeps/stats.py).
+cell (n, mean, sd, ci_low, ci_high; the statistics of diod_ray/sweeps/report/stats.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from diod_ray.sweeps.stats import fmt_cell, paired, summarise
+from diod_ray.sweeps.report.stats import fmt_cell, paired, summarise
 from diod_ray.training.driver import METRIC_NAMES
 
 # (label, path in summary.json, scale)

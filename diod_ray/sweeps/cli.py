@@ -41,8 +41,8 @@ from diod_ray.sweeps.plan import (
     planned_concurrency,
     trial_resources,
 )
-from diod_ray.sweeps.publish import write_report
-from diod_ray.sweeps.report import SWEEP_FILE, seconds_per_epoch
+from diod_ray.sweeps.report.files import write_report
+from diod_ray.sweeps.report.results import SWEEP_FILE, seconds_per_epoch
 from diod_ray.sweeps.store import exists, join, read_json, write_json
 
 

@@ -138,7 +138,7 @@ def report(argv: list[str] | None = None, prog: str = "report") -> int:
     """Regenerate a sweep's report (table.md, trials.csv, PNG plot) from its stored results.json
     files; needs no Ray."""
     from diod_ray.storage import normalise_uri
-    from diod_ray.sweeps.publish import write_report
+    from diod_ray.sweeps.report.files import write_report
 
     p = argparse.ArgumentParser(prog=prog, description=help_line(report))
     p.add_argument("sweep_dir", help="the sweep directory <storage>/<name> (local or s3://)")

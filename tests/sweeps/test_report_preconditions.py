@@ -13,7 +13,7 @@ from test_sweep import _ablation_report, _trial
 
 from diod_ray.preconditions import to_metrics
 from diod_ray.sweeps.plan import alpha_burnin_plan
-from diod_ray.sweeps.publish import write_report
+from diod_ray.sweeps.report.files import write_report
 from diod_ray.sweeps.store import write_json
 
 TESTABLE = {

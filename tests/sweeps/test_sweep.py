@@ -25,8 +25,8 @@ from diod_ray.sweeps.plan import (
     threshold_plan,
     trial_resources,
 )
-from diod_ray.sweeps.publish import write_report
-from diod_ray.sweeps.report import load_sweep
+from diod_ray.sweeps.report.files import write_report
+from diod_ray.sweeps.report.results import load_sweep
 from diod_ray.sweeps.store import write_json
 
 # ---------------------------------------------------------------------------------------------
@@ -357,7 +357,7 @@ def test_ablation_report_lays_out_table_4ab(tmp_path):
 
 
 def test_t_interval_and_paired_differences():
-    from diod_ray.sweeps.stats import paired, summarise
+    from diod_ray.sweeps.report.stats import paired, summarise
 
     s = summarise([10.0, 12.0, 14.0])
     # mean 12, sd 2, t(0.975, 2) = 4.3027: half-width 4.3027 * 2 / sqrt(3) = 4.968

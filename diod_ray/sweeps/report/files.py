@@ -1,24 +1,26 @@
-"""Writing a sweep's report files (table.md, trials.csv, cells.csv, <kind>.png, and gates.csv when
-its trials measured the preconditions at their switch) from its stored results: the Markdown of
-:mod:`.report` and :mod:`.tables`, the plots of :mod:`.plots`."""
+"""Writing a sweep's report files from its stored results: ``table.md`` (:mod:`.alpha_burnin`,
+:mod:`.ablations` or :mod:`.threshold`, by the sweep's kind), ``trials.csv`` and ``cells.csv``
+(:mod:`.csv_files`), ``<kind>.png`` (:mod:`.plots`) and, when its trials measured the
+preconditions at their switch, ``gates.csv`` (:mod:`.gates`)."""
 
 from __future__ import annotations
 
-from diod_ray.sweeps import plots
-from diod_ray.sweeps.report import (
+from diod_ray.sweeps.report import plots
+from diod_ray.sweeps.report.ablations import ablations_markdown
+from diod_ray.sweeps.report.alpha_burnin import alpha_burnin_markdown
+from diod_ray.sweeps.report.csv_files import cells_csv, trials_csv
+from diod_ray.sweeps.report.gates import gates_csv
+from diod_ray.sweeps.report.results import (
     CELLS_FILE,
     CSV_FILE,
     GATES_FILE,
     SWEEP_FILE,
     TABLE_FILE,
     ReportError,
-    ablations_markdown,
-    alpha_burnin_markdown,
-    gates_csv,
     load_sweep,
 )
+from diod_ray.sweeps.report.threshold import threshold_markdown
 from diod_ray.sweeps.store import join, write_bytes
-from diod_ray.sweeps.tables import cells_csv, threshold_markdown, trials_csv
 
 
 def write_report(root: str, settings=None) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""PNG plots of the sweep reports; every bar and heatmap cell of ours shows its 95 % interval
-over seeds (:mod:`diod_ray.sweeps.stats`)."""
+"""``<kind>.png`` of a sweep's report: heatmaps over alpha x burn-in, bars of the ablations beside
+the paper's, F1 over the threshold search; every bar and heatmap cell of ours shows its 95 %
+interval over seeds (:mod:`.stats`)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,11 @@ import io
 import textwrap
 from typing import Any
 
-from diod_ray.sweeps.paper import ABLATION_LABELS, PAPER_TABLE_4A, PAPER_TABLE_4B
-from diod_ray.sweeps.report import ablation_rows, alpha_burnin_cells, metric, pct
-from diod_ray.sweeps.stats import summarise
-
-
-def mean_std(values):
-    s = summarise(values)
-    return s["mean"], s["sd"]
+from diod_ray.sweeps.report.ablations import ablation_rows
+from diod_ray.sweeps.report.alpha_burnin import alpha_burnin_cells
+from diod_ray.sweeps.report.paper import ABLATION_LABELS, PAPER_TABLE_4A, PAPER_TABLE_4B
+from diod_ray.sweeps.report.results import mean_std, metric, pct
+from diod_ray.sweeps.report.stats import summarise
 
 
 def _ci_err(values) -> tuple[float, float]:
