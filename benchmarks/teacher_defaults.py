@@ -31,7 +31,7 @@ from diod_ray.config import load_preset
 from diod_ray.data.augment import augment_clip
 from diod_ray.data.motion import motion_masks
 from diod_ray.data.synthetic import generate_video
-from diod_ray.evaluation import evaluate_model
+from diod_ray.inference import evaluate_model
 from diod_ray.model import build_model
 from diod_ray.objectives.burn_in import burn_in_loss
 from diod_ray.objectives.distill import distill_loss

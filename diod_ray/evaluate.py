@@ -5,7 +5,7 @@
         [--device auto|cpu|cuda] [--batch-size B] [--weights student|teacher] [--set KEY=VALUE ...]
 
 streams the shards through Ray Data (``eval_dataset``), runs the model in inference mode in
-batches (:func:`diod_ray.evaluation.evaluate_model`), and prints one JSON object with every metric,
+batches (:func:`diod_ray.inference.evaluate_model`), and prints one JSON object with every metric,
 the number of clips and frames, the checkpoint and the protocol (docs/metrics.md).
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from diod_ray.cli_errors import UsageError, command_line
 from diod_ray.config import ConfigError, add_set_argument, apply_overrides, parse_set
-from diod_ray.evaluation import (
+from diod_ray.inference import (
     PROTOCOLS,
     evaluate_model,
     load_for_inference,

@@ -9,7 +9,7 @@ against its control made on such a burn-in does not test the claim, whichever wa
 On evaluation clips with GT (the ``val`` split in a run) this module measures, for the end-of-burn-in
 model (the teacher at the switch is a copy of it):
 
-* the model's F1@50, static and moving recall (:func:`~diod_ray.evaluation.evaluate_model`);
+* the model's F1@50, static and moving recall (:func:`~diod_ray.inference.evaluate_model`);
 * the teacher's mean W_fg on static GT objects, moving GT objects and background, each GT object's
   share of the frame, and the precision of the motion masks M and of the filtered masks M'
   (the counters of :mod:`diod_ray.gate_counts`, one batched pass);
@@ -181,8 +181,8 @@ def measure_preconditions(
     and the parts (f1, static_recall, moving_recall, fg_static / fg_moving / fg_background,
     kept_precision, kept_area, object_area, motion_precision (M), filtered_motion_precision (M'),
     n_static_objects, n_moving_objects, n_kept, n_motion_masks, n_filtered_masks, frames)."""
-    from diod_ray.evaluation import evaluate_model
     from diod_ray.gate_counts import TeacherGatePass
+    from diod_ray.inference import evaluate_model
     from diod_ray.teacher_diagnostics import evaluate_teacher
 
     metrics = evaluate_model(model, batches(), cfg, protocol, all_reduce=all_reduce)

@@ -33,7 +33,7 @@ import numpy as np
 
 from diod_ray.cli_errors import UsageError, command_line
 from diod_ray.data.frames import prepare_frames
-from diod_ray.evaluation import load_for_inference, predict_video, resolve_device
+from diod_ray.inference import load_for_inference, predict_video, resolve_device
 from diod_ray.storage import json_safe
 
 CONTACT_FRAMES = 8

@@ -189,7 +189,7 @@ def candidate_gt_counts(
 def _teacher_mode(model: nn.Module, bn_mode: str) -> Iterator[None]:
     """The teacher's forward mode without side effects: eval mode, or (``teacher_bn=train``)
     BatchNorm on batch statistics with its running statistics left unchanged."""
-    from diod_ray.evaluation import batchnorm_batch_statistics, eval_mode
+    from diod_ray.inference import batchnorm_batch_statistics, eval_mode
 
     mode = batchnorm_batch_statistics(model) if bn_mode == "train" else eval_mode(model)
     with mode:

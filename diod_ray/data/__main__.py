@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             coverage = None
             if args.checkpoint:
                 from diod_ray.checkpoint import CheckpointError
-                from diod_ray.evaluation import fg_coverage
+                from diod_ray.inference import fg_coverage
 
                 bad_checkpoint = (CheckpointError,)
                 coverage = functools.partial(fg_coverage, args.checkpoint, weights=args.weights)

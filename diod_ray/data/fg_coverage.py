@@ -10,7 +10,7 @@ burn-in already covers static objects as well as moving ones, distillation has n
 
 Run: ``python -m diod_ray.data inspect URI --split val --checkpoint CKPT [--weights student]``.
 This module counts, from W_fg maps and GT given to it; the model that makes the maps runs in
-:func:`diod_ray.evaluation.fg_coverage` (eval mode, BatchNorm running statistics: the ``clean``
+:func:`diod_ray.inference.fg_coverage` (eval mode, BatchNorm running statistics: the ``clean``
 protocol of docs/metrics.md, on windows of the checkpoint's ``data.clip_len`` frames).
 """
 

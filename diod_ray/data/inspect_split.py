@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from diod_ray.config import Config
     from diod_ray.data.schema import Clip
 
-# clips -> the W_fg coverage summary of a model (diod_ray.evaluation.fg_coverage with its
+# clips -> the W_fg coverage summary of a model (diod_ray.inference.fg_coverage with its
 # checkpoint bound): the caller brings the model, so data/ imports no model or checkpoint
 Coverage = Callable[[Iterable["Clip"]], dict]
 

@@ -1,6 +1,6 @@
 """Evaluation inside a run: every rank evaluates its share of the eval dataset (split over the
 ranks by Train, diod_ray.data.pipeline.EvalSplit) and the counters are summed over the ranks
-(:func:`diod_ray.evaluation.evaluate_model` with ``all_reduce``), so the numbers are the ones one
+(:func:`diod_ray.inference.evaluate_model` with ``all_reduce``), so the numbers are the ones one
 process would compute (docs/metrics.md)."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def evaluate_in_run(ts: TrainState, max_clips: int = 0, dataset: str = "test") -
     """Metrics of the configured weights on ``dataset`` ("test", or "val": data.val_split, built
     by train.build_trainer) - all of it, or its first ``max_clips`` clips. Every rank calls it and
     evaluates its share (:func:`rank_eval_batches`); all ranks return the combined numbers."""
-    from diod_ray.evaluation import evaluate_model
+    from diod_ray.inference import evaluate_model
 
     cfg = ts.cfg
     shard = ray.train.get_dataset_shard(head_dataset(dataset) if max_clips > 0 else dataset)

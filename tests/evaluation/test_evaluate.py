@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from diod_ray.config import apply_overrides, load_preset, to_dict
 from diod_ray.evaluate import main
-from diod_ray.evaluation import evaluate_model, slot_labels
+from diod_ray.inference import evaluate_model, slot_labels
 from diod_ray.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

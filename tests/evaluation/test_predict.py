@@ -11,7 +11,7 @@ import torch
 
 from diod_ray.config import load_preset, to_dict
 from diod_ray.data.frames import prepare_frames
-from diod_ray.evaluation import predict_video
+from diod_ray.inference import predict_video
 from diod_ray.model import build_model
 from diod_ray.predict import main
 

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from diod_ray.config import Config, load_preset
-from diod_ray.evaluation import batchnorm_batch_statistics
 from diod_ray.gate_counts import fg_counts
+from diod_ray.inference import batchnorm_batch_statistics
 from diod_ray.metrics import downsample_nearest
 from diod_ray.model import build_model
 from diod_ray.model.diod import ModelOutput

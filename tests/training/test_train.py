@@ -245,7 +245,7 @@ def test_two_worker_ddp_keeps_replicas_identical(ray_session, smoke_data, tmp_pa
     """2 DDP workers (gloo) train both phases; at the end every weight agrees across ranks, and
     the evaluation split over the two ranks gives the numbers of one process evaluating all."""
     from diod_ray.data.pipeline import eval_dataset, iter_eval_batches
-    from diod_ray.evaluation import evaluate_model
+    from diod_ray.inference import evaluate_model
     from diod_ray.model import build_model
     from diod_ray.training.driver import build_trainer
 

@@ -1,6 +1,8 @@
-"""Evaluation as a library: :func:`evaluate_model` runs a model over batches of clips and returns
-every metric (used by the training loop on each rank, by ``python -m diod_ray.evaluate`` and by
-the benchmarks); :func:`predict_video` segments a whole video clip by clip (``python -m
+"""A trained model at inference, as a library (the command lines ``evaluate``, ``predict`` and
+``data inspect --checkpoint`` are thin layers over it): :func:`load_for_inference` reads a
+checkpoint's weights; :func:`evaluate_model` runs a model over batches of clips and returns every
+metric (used by the training loop on each rank, by ``python -m diod_ray.evaluate`` and by the
+benchmarks); :func:`predict_video` segments a whole video clip by clip (``python -m
 diod_ray.predict``); :func:`fg_coverage` measures a checkpoint's W_fg on static vs moving GT
 objects (``python -m diod_ray.data inspect --checkpoint``). No Ray and no CLI here: the caller
 brings the batches.
