@@ -28,10 +28,7 @@ def value_noise(rng, h, w, cell, octaves=3) -> np.ndarray:
     return np.clip(out / total, -1, 1)
 
 
-_value_noise = value_noise  # the name versions 1 and 2 import
-
-
-def _hsv_colour(rng, s_range, v_range) -> np.ndarray:
+def hsv_colour(rng, s_range, v_range) -> np.ndarray:
     """One RGB colour (float32 [3], 0..255) drawn in HSV."""
     hsv = np.array(
         [[[rng.uniform(0, 180), rng.uniform(*s_range) * 255, rng.uniform(*v_range) * 255]]],
@@ -40,7 +37,7 @@ def _hsv_colour(rng, s_range, v_range) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
-def _pattern(rng, h, w, scale, kind=None) -> np.ndarray:
+def texture_pattern(rng, h, w, scale, kind=None) -> np.ndarray:
     """A texture pattern in [0, 1], float32 [h,w]: stripes, checker, dots, noise or flat."""
     kind = kind or rng.choice(["flat", "stripes", "checker", "dots", "noise"])
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -56,15 +53,15 @@ def _pattern(rng, h, w, scale, kind=None) -> np.ndarray:
         r = ((xx % period) - period / 2) ** 2 + ((yy % period) - period / 2) ** 2
         return (r < (period * 0.3) ** 2).astype(np.float32)
     if kind == "noise":
-        return _value_noise(rng, h, w, 2.0 * scale, 2) * 0.5 + 0.5
+        return value_noise(rng, h, w, 2.0 * scale, 2) * 0.5 + 0.5
     return np.zeros((h, w), np.float32)
 
 
-def _shade(base, second, pattern, noise_amp, rng) -> np.ndarray:
+def shade(base, second, pattern, noise_amp, rng) -> np.ndarray:
     """base/second colours mixed by pattern, plus fine noise; uint8 [h,w,3]."""
     h, w = pattern.shape
     img = base[None, None] * (1 - pattern[..., None]) + second[None, None] * pattern[..., None]
-    img += noise_amp * _value_noise(rng, h, w, 1.5, 2)[..., None]
+    img += noise_amp * value_noise(rng, h, w, 1.5, 2)[..., None]
     # soft shading gradient, like a light from one side
     g = np.linspace(-1, 1, w, dtype=np.float32)[None, :, None] * rng.uniform(-12, 12)
     return np.clip(img + g, 0, 255).astype(np.uint8)
@@ -75,7 +72,7 @@ def _shade(base, second, pattern, noise_amp, rng) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 
 
-def _shape_mask(rng, kind, h, w) -> np.ndarray:
+def shape_mask(rng, kind, h, w) -> np.ndarray:
     """A filled silhouette of ``kind`` inside an h x w box, bool [h,w]."""
     m = np.zeros((h, w), np.uint8)
     cx, cy = (w - 1) / 2, (h - 1) / 2

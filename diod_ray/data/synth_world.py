@@ -109,7 +109,7 @@ def paste_sprite(canvas, ids, ob: Sprite, t: int, k: int) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def _trajectory(rng, cfg, T, size_wh, start, view, scale, direction=None):
+def trajectory(rng, cfg, T, size_wh, start, view, scale, direction=None):
     """Positions [T,2] (top-left, world) and per-interval motion [T-1] of one object.
 
     ``start`` is the object's centre at frame 0. Moving objects get a constant velocity; some
@@ -157,17 +157,9 @@ def random_direction(rng) -> tuple[float, float]:
     return float(np.cos(a)), float(np.sin(a))
 
 
-def _frame0_view(cams, H, W):
+def frame0_view(cams, H, W):
     cx, cy, z = cams[0]
     return cx - W / 2 / z, cy - H / 2 / z, W / z, H / z
-
-
-# the names versions 1 and 2 import (version 3 uses the public ones)
-_Object = Sprite
-_canvas_box = canvas_box
-_view = camera_view
-_paste = paste_sprite
-_random_direction = random_direction
 
 
 # ------------------------------------------------------------------------------------------

@@ -19,24 +19,24 @@ import numpy as np
 
 from diod_ray.config import SyntheticConfig
 from diod_ray.data.synth_draw import (
-    _hsv_colour,
-    _pattern,
-    _shade,
-    _shape_mask,
-    _value_noise,
+    hsv_colour,
+    shade,
+    shape_mask,
+    texture_pattern,
+    value_noise,
 )
 from diod_ray.data.synth_world import (
     BG_TEXTURE_AMP,
+    Sprite,
     SyntheticVideo,
-    _frame0_view,
-    _Object,
-    _paste,
-    _random_direction,
-    _trajectory,
-    _view,
     camera_and_canvas,
+    camera_view,
     finish_video,
+    frame0_view,
+    paste_sprite,
+    random_direction,
     split_seed,
+    trajectory,
 )
 
 
@@ -81,8 +81,8 @@ def generate_video(
         canvas = background.copy()
         ids = np.zeros((ch, cw), np.int32)
         for k, ob in enumerate(objects, start=1):  # list order = depth order (last on top)
-            _paste(canvas, ids, ob, t, k)
-        frames[t], gt[t] = _view(canvas, ids, cams[t], height, width, camera_motion)
+            paste_sprite(canvas, ids, ob, t, k)
+        frames[t], gt[t] = camera_view(canvas, ids, cams[t], height, width, camera_motion)
     return finish_video(
         rng, frames, gt, objects, camera_motion, f"synthetic-{cfg.style}-{split}-{index:06d}"
     )
@@ -98,14 +98,14 @@ class _Tabletop:
 
     @staticmethod
     def background(rng, ch, cw, scale, cam0, H):
-        base = _hsv_colour(rng, (0.05, 0.35), (0.3, 0.65))
+        base = hsv_colour(rng, (0.05, 0.35), (0.3, 0.65))
         second = np.clip(base + rng.uniform(-45, 45, 3), 0, 255).astype(np.float32)
         kind = rng.choice(["noise", "stripes", "checker"], p=[0.5, 0.25, 0.25])
-        pat = _pattern(rng, ch, cw, scale * rng.uniform(1.5, 3.0), kind)
+        pat = texture_pattern(rng, ch, cw, scale * rng.uniform(1.5, 3.0), kind)
         if kind != "noise":
-            pat = 0.5 * pat + 0.5 * (_value_noise(rng, ch, cw, 6 * scale) * 0.5 + 0.5)
+            pat = 0.5 * pat + 0.5 * (value_noise(rng, ch, cw, 6 * scale) * 0.5 + 0.5)
         img = base[None, None] * (1 - pat[..., None]) + second[None, None] * pat[..., None]
-        img += BG_TEXTURE_AMP * _value_noise(rng, ch, cw, 5.0 * scale, 3)[..., None]
+        img += BG_TEXTURE_AMP * value_noise(rng, ch, cw, 5.0 * scale, 3)[..., None]
         return np.clip(img, 0, 255).astype(np.uint8), None
 
     @staticmethod
@@ -116,18 +116,18 @@ class _Tabletop:
         w, h = (size, size * aspect) if rng.random() < 0.5 else (size * aspect, size)
         w, h = max(3, int(round(w))), max(3, int(round(h)))
         kind = rng.choice(["ellipse", "rectangle", "polygon", "star"])
-        mask = _shape_mask(rng, kind, h, w)
-        base = _hsv_colour(rng, (0.55, 1.0), (0.55, 1.0))
-        second = _hsv_colour(rng, (0.4, 1.0), (0.35, 1.0)) if rng.random() < 0.5 else base * 0.55
-        colour = _shade(base, second, _pattern(rng, h, w, scale), 10.0, rng)
-        view = _frame0_view(cams, H, W)
+        mask = shape_mask(rng, kind, h, w)
+        base = hsv_colour(rng, (0.55, 1.0), (0.55, 1.0))
+        second = hsv_colour(rng, (0.4, 1.0), (0.35, 1.0)) if rng.random() < 0.5 else base * 0.55
+        colour = shade(base, second, texture_pattern(rng, h, w, scale), 10.0, rng)
+        view = frame0_view(cams, H, W)
         start = (
             rng.uniform(view[0] + 0.1 * view[2], view[0] + 0.9 * view[2]),
             rng.uniform(view[1] + 0.1 * view[3], view[1] + 0.9 * view[3]),
         )
-        direction = _random_direction(rng) if rng.random() < cfg.moving_share else None
-        pos, moves = _trajectory(rng, cfg, T, (w, h), start, view, scale, direction)
-        return _Object(mask, colour, pos, moves)
+        direction = random_direction(rng) if rng.random() < cfg.moving_share else None
+        pos, moves = trajectory(rng, cfg, T, (w, h), start, view, scale, direction)
+        return Sprite(mask, colour, pos, moves)
 
 
 class _Driving:
@@ -138,7 +138,7 @@ class _Driving:
         horizon = int(cam0[1] - H / 2 + rng.uniform(0.3, 0.45) * H)
         horizon = int(np.clip(horizon, 1, ch - 2))
         img = np.empty((ch, cw, 3), np.float32)
-        sky = _hsv_colour(rng, (0.2, 0.5), (0.7, 0.95))
+        sky = hsv_colour(rng, (0.2, 0.5), (0.7, 0.95))
         ramp = np.linspace(0.85, 1.05, horizon, dtype=np.float32)[:, None, None]
         img[:horizon] = sky[None, None] * ramp
         # buildings: textured blocks of varied height along the horizon
@@ -146,15 +146,15 @@ class _Driving:
         while x < cw:
             bw = int(rng.uniform(8, 25) * scale)
             bh = int(rng.uniform(0.3, 0.9) * horizon)
-            col = _hsv_colour(rng, (0.0, 0.3), (0.25, 0.7))
+            col = hsv_colour(rng, (0.0, 0.3), (0.25, 0.7))
             img[horizon - bh : horizon, x : x + bw] = col
             # windows
-            win = _pattern(rng, bh, min(bw, cw - x), scale * 0.8, "checker")
+            win = texture_pattern(rng, bh, min(bw, cw - x), scale * 0.8, "checker")
             img[horizon - bh : horizon, x : x + bw] -= 35.0 * win[..., None]
             x += bw
-        ground = _hsv_colour(rng, (0.0, 0.15), (0.3, 0.5))
+        ground = hsv_colour(rng, (0.0, 0.15), (0.3, 0.5))
         img[horizon:] = ground
-        img[horizon:] += 18.0 * _value_noise(rng, ch - horizon, cw, 1.5 * scale, 3)[..., None]
+        img[horizon:] += 18.0 * value_noise(rng, ch - horizon, cw, 1.5 * scale, 3)[..., None]
         # lane marks: dashed lines at a few depths
         for frac in (0.35, 0.7):
             y = horizon + int(frac * (ch - horizon))
@@ -162,28 +162,28 @@ class _Driving:
             dash = int(8 * scale)
             for xs in range(int(rng.uniform(0, dash)), cw, 2 * dash):
                 img[y : y + th, xs : xs + dash] = 230.0
-        img += 6.0 * _value_noise(rng, ch, cw, 1.0, 1)[..., None]
+        img += 6.0 * value_noise(rng, ch, cw, 1.0, 1)[..., None]
         return np.clip(img, 0, 255).astype(np.uint8), horizon
 
     @staticmethod
     def make_object(rng, cfg, T, H, W, scale, cams, horizon):
         diag = np.sqrt(H * W)
-        view = _frame0_view(cams, H, W)
+        view = frame0_view(cams, H, W)
         moving = rng.random() < cfg.moving_share
         is_sign = (not moving) and rng.random() < 0.5
         size = rng.uniform(cfg.min_size_frac, cfg.max_size_frac) * diag
         if is_sign:
             w, h, kind = max(4, int(size * 0.45)), max(6, int(size)), "sign"
-            base = _hsv_colour(rng, (0.7, 1.0), (0.7, 1.0))
-            colour = _shade(base, base * 0.4, _pattern(rng, h, w, scale, "flat"), 6.0, rng)
+            base = hsv_colour(rng, (0.7, 1.0), (0.7, 1.0))
+            colour = shade(base, base * 0.4, texture_pattern(rng, h, w, scale, "flat"), 6.0, rng)
         else:
             w, h, kind = max(6, int(size)), max(4, int(size * 0.55)), "car"
-            base = _hsv_colour(rng, (0.5, 1.0), (0.4, 1.0))
+            base = hsv_colour(rng, (0.5, 1.0), (0.4, 1.0))
             glass = np.array([60.0, 70.0, 90.0], np.float32)
             pat = np.zeros((h, w), np.float32)
             pat[int(h * 0.1) : int(h * 0.4), int(w * 0.3) : int(w * 0.68)] = 1.0  # windows
-            colour = _shade(base, glass, pat, 8.0, rng)
-        mask = _shape_mask(rng, kind, h, w)
+            colour = shade(base, glass, pat, 8.0, rng)
+        mask = shape_mask(rng, kind, h, w)
         # stand on the ground: bottom of the object below the horizon
         y_bottom = rng.uniform(max(horizon + 2, view[1]), view[1] + view[3])
         start = (rng.uniform(view[0] + 0.05 * view[2], view[0] + 0.95 * view[2]), y_bottom - h / 2)
@@ -192,8 +192,8 @@ class _Driving:
             sgn = rng.choice([-1.0, 1.0])
             a = rng.uniform(-0.15, 0.15)
             direction = (sgn * np.cos(a), np.sin(a))
-        pos, moves = _trajectory(rng, cfg, T, (w, h), start, view, scale, direction)
-        return _Object(mask, colour, pos, moves)
+        pos, moves = trajectory(rng, cfg, T, (w, h), start, view, scale, direction)
+        return Sprite(mask, colour, pos, moves)
 
 
 _STYLES = {"tabletop": _Tabletop, "driving": _Driving}

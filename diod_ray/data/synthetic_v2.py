@@ -32,19 +32,19 @@ import cv2
 import numpy as np
 
 from diod_ray.config import SyntheticConfig
-from diod_ray.data.synth_draw import _pattern, _shape_mask, _value_noise
+from diod_ray.data.synth_draw import shape_mask, texture_pattern, value_noise
 from diod_ray.data.synth_world import (
+    Sprite,
     SyntheticVideo,
-    _canvas_box,
-    _frame0_view,
-    _Object,
-    _paste,
-    _random_direction,
-    _trajectory,
-    _view,
     camera_and_canvas,
+    camera_view,
+    canvas_box,
     finish_video,
+    frame0_view,
+    paste_sprite,
+    random_direction,
     split_seed,
+    trajectory,
 )
 
 # far background: one mosaic cell per this many px (at 64x128) of the frame's side, on average
@@ -92,12 +92,12 @@ def texture(rng, h: int, w: int, scale: float) -> np.ndarray:
     kind = TEXTURE_KINDS[int(rng.integers(len(TEXTURE_KINDS)))]
     if kind == "grain":
         yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
-        warp = 3.0 * scale * _value_noise(rng, h, w, 6.0 * scale, 2)
+        warp = 3.0 * scale * value_noise(rng, h, w, 6.0 * scale, 2)
         pat = 0.5 + 0.5 * np.sin((yy + warp) * 2 * np.pi / (rng.uniform(2.5, 5.0) * scale))
     else:
-        pat = _pattern(rng, h, w, scale, kind)
+        pat = texture_pattern(rng, h, w, scale, kind)
     img = base[None, None] * (1 - pat[..., None]) + second[None, None] * pat[..., None]
-    img += rng.uniform(4.0, 20.0) * _value_noise(rng, h, w, 1.5, 2)[..., None]
+    img += rng.uniform(4.0, 20.0) * value_noise(rng, h, w, 1.5, 2)[..., None]
     g = np.linspace(-1, 1, w, dtype=np.float32)[None, :, None] * rng.uniform(-12, 12)
     return np.clip(img + g, 0, 255).astype(np.uint8)
 
@@ -132,7 +132,7 @@ def _mosaic(rng, ch: int, cw: int, scale: float) -> np.ndarray:
 
 
 def _object(rng, cfg, T, H, W, scale, cams, direction, speed=None, size=None, start=None):
-    """One textured object; ``direction`` None = static. Returns (_Object, (w, h), start)."""
+    """One textured object; ``direction`` None = static. Returns (Sprite, (w, h), start)."""
     diag = np.sqrt(H * W)
     if size is None:
         s = rng.uniform(cfg.min_size_frac, cfg.max_size_frac) * diag
@@ -141,35 +141,35 @@ def _object(rng, cfg, T, H, W, scale, cams, direction, speed=None, size=None, st
         size = (max(3, int(round(w))), max(3, int(round(h))))
     w, h = size
     kind = ("ellipse", "rectangle", "polygon", "star")[int(rng.integers(4))]
-    mask = _shape_mask(rng, kind, h, w)
+    mask = shape_mask(rng, kind, h, w)
     colour = texture(rng, h, w, scale)
-    view = _frame0_view(cams, H, W)
+    view = frame0_view(cams, H, W)
     if start is None:
         start = (
             rng.uniform(view[0] + 0.1 * view[2], view[0] + 0.9 * view[2]),
             rng.uniform(view[1] + 0.1 * view[3], view[1] + 0.9 * view[3]),
         )
     scfg = cfg
-    if speed is not None:  # _trajectory draws speed in [0.4, 1] * max_speed_px: pin it
+    if speed is not None:  # trajectory draws speed in [0.4, 1] * max_speed_px: pin it
         scfg = _FixedSpeed(speed / scale)
-    pos, moves = _trajectory(rng, scfg, T, (w, h), start, view, scale, direction)
-    return _Object(mask, colour, pos, moves), (w, h), start
+    pos, moves = trajectory(rng, scfg, T, (w, h), start, view, scale, direction)
+    return Sprite(mask, colour, pos, moves), (w, h), start
 
 
 class _FixedSpeed:
-    """A stand-in config for _trajectory whose speed draw lands in a narrow band around
+    """A stand-in config for trajectory whose speed draw lands in a narrow band around
     ``speed`` (uniform(0.4, 1.0) * max_speed_px with max_speed_px = speed / 0.7)."""
 
     def __init__(self, speed: float):
         self.max_speed_px = speed / 0.7
 
 
-def _objects(rng, cfg, T, H, W, scale, cams) -> list[_Object]:
+def _objects(rng, cfg, T, H, W, scale, cams) -> list[Sprite]:
     n_obj = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
-    objects: list[_Object] = []
+    objects: list[Sprite] = []
     while len(objects) < n_obj:
         moving = rng.random() < cfg.moving_share
-        direction = _random_direction(rng) if moving else None
+        direction = random_direction(rng) if moving else None
         speed = None
         if moving and rng.random() < SLOW_P:
             speed = rng.uniform(*SLOW_SPEED) * scale
@@ -181,7 +181,7 @@ def _objects(rng, cfg, T, H, W, scale, cams) -> list[_Object]:
             px, py = -direction[1], direction[0]
             gap = 0.5 * (abs(px) * w + abs(py) * h) * 1.3  # centre distance: overlapping a little
             lead = ob.pos[0] + (w / 2, h / 2)  # the leader's frame-0 centre (after any shift)
-            view = _frame0_view(cams, H, W)
+            view = frame0_view(cams, H, W)
             inward = (view[0] + view[2] / 2 - lead[0]) * px + (view[1] + view[3] / 2 - lead[1]) * py
             sgn = 1.0 if inward >= 0 else -1.0  # on the side facing the view's centre
             c2 = (lead[0] + sgn * px * gap, lead[1] + sgn * py * gap)
@@ -205,7 +205,7 @@ def _sways(rng, ch, cw, scale, cams, H, W) -> list[tuple]:
     texture uint8 [ch,cw,3], amplitude vector px, phase, angular speed, flicker phase)."""
     if rng.random() >= SWAY_P:
         return []
-    view = _frame0_view(cams, H, W)
+    view = frame0_view(cams, H, W)
     out = []
     for _ in range(int(rng.integers(SWAYS[0], SWAYS[1] + 1))):
         r = rng.uniform(*SWAY_SIZE) * np.sqrt(H * W) / 2
@@ -214,7 +214,7 @@ def _sways(rng, ch, cw, scale, cams, H, W) -> list[tuple]:
         m = np.zeros((ch, cw), np.uint8)
         axes = (max(2, int(r * rng.uniform(0.7, 1.3))), max(2, int(r * rng.uniform(0.5, 1.0))))
         cv2.ellipse(m, (int(cx), int(cy)), axes, rng.uniform(0, 180), 0, 360, 1, -1)
-        amp = rng.uniform(*SWAY_AMP) * scale * np.array(_random_direction(rng))
+        amp = rng.uniform(*SWAY_AMP) * scale * np.array(random_direction(rng))
         tex = texture(rng, ch, cw, scale)
         out.append((m.astype(bool), tex, amp, rng.uniform(0, 2 * np.pi),
                     rng.uniform(0.9, 1.6), rng.uniform(0, 2 * np.pi)))  # fmt: skip
@@ -239,7 +239,7 @@ def _poles(rng, cams, H, W, scale):
     near = cams.copy()
     near[:, :2] = cams[0, :2] + f * (cams[:, :2] - cams[0, :2])
     near[:, 2] = 1.0 + f * (cams[:, 2] - 1.0)
-    x0, y0, cw, ch = _canvas_box(near, H, W, pad=int(np.ceil(4 * scale)) + 2)
+    x0, y0, cw, ch = canvas_box(near, H, W, pad=int(np.ceil(4 * scale)) + 2)
     near[:, 0] -= x0
     near[:, 1] -= y0
     img = np.zeros((ch, cw, 3), np.uint8)
@@ -282,11 +282,11 @@ def generate_video_v2(
         _apply_sways(canvas, sways, t)
         ids = np.zeros((ch, cw), np.int32)
         for k, ob in enumerate(objects, start=1):  # list order = depth order (last on top)
-            _paste(canvas, ids, ob, t, k)
-        frames[t], gt[t] = _view(canvas, ids, cams[t], height, width, camera_motion)
+            paste_sprite(canvas, ids, ob, t, k)
+        frames[t], gt[t] = camera_view(canvas, ids, cams[t], height, width, camera_motion)
         if poles is not None:  # the near layer occludes everything behind it
             img, alpha, near = poles
-            p_img, p_alpha = _view(img, alpha, near[t], height, width, camera_motion)
+            p_img, p_alpha = camera_view(img, alpha, near[t], height, width, camera_motion)
             cover = p_alpha > 0
             frames[t][cover] = p_img[cover]
             gt[t][cover] = 0
