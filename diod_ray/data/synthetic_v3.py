@@ -34,17 +34,16 @@ Lengths are given for a 64 x 128 frame and scaled with ``sqrt(H * W / (64 * 128)
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from diod_ray.config import SyntheticConfig
+from diod_ray.data.synth_clutter import ClutterSpec, apply_sways, near_poles, sway_regions
 from diod_ray.data.synth_world import (
     PARTIAL_MOTION_P,
     Sprite,
     SyntheticVideo,
     camera_and_canvas,
     camera_view,
-    canvas_box,
     finish_video,
     paste_sprite,
     random_direction,
@@ -81,6 +80,8 @@ SWAYS = (1, 1)
 SWAY_SIZE = (0.25, 0.45)
 SWAY_AMP = (1.0, 2.5)
 FLICKER_AMP = 18.0
+CLUTTER = ClutterSpec(POLE_P, POLES, POLE_WIDTH, PARALLAX, SWAY_P, SWAYS, SWAY_SIZE, SWAY_AMP,
+                      FLICKER_AMP)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------
@@ -248,70 +249,7 @@ def _convoy_mate(rng, scale, lead: Spec, tl, vel, moves, off, inner, boxes):
 
 
 # ------------------------------------------------------------------------------------------
-# background clutter: swaying regions and near-layer poles
-# ------------------------------------------------------------------------------------------
-
-
-def _sways(rng, ch, cw, scale, inner, H, W) -> list[tuple]:
-    """Regions of the far layer whose texture oscillates and flickers: (mask [ch,cw] bool,
-    texture uint8 [ch,cw,3], amplitude vector px, phase, angular speed, flicker phase)."""
-    if rng.random() >= SWAY_P:
-        return []
-    out = []
-    for _ in range(int(rng.integers(SWAYS[0], SWAYS[1] + 1))):
-        r = rng.uniform(*SWAY_SIZE) * np.sqrt(H * W) / 2
-        cx = rng.uniform(inner[0], inner[2])
-        cy = rng.uniform(inner[1], inner[3])
-        m = np.zeros((ch, cw), np.uint8)
-        axes = (max(2, int(r * rng.uniform(0.7, 1.3))), max(2, int(r * rng.uniform(0.5, 1.0))))
-        cv2.ellipse(m, (int(cx), int(cy)), axes, rng.uniform(0, 180), 0, 360, 1, -1)
-        amp = rng.uniform(*SWAY_AMP) * scale * np.array(random_direction(rng))
-        tex = background_texture(rng, ch, cw, scale)
-        out.append((m.astype(bool), tex, amp, rng.uniform(0, 2 * np.pi),
-                    rng.uniform(0.9, 1.6), rng.uniform(0, 2 * np.pi)))  # fmt: skip
-    return out
-
-
-def _apply_sways(canvas, sways, t) -> None:
-    for mask, tex, amp, phase, omega, fphase in sways:
-        d = amp * np.sin(omega * t + phase)
-        m = np.array([[1, 0, d[0]], [0, 1, d[1]]], np.float32)
-        moved = cv2.warpAffine(tex, m, (tex.shape[1], tex.shape[0]),
-                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
-        flick = FLICKER_AMP * np.sin(1.7 * omega * t + fphase)
-        canvas[mask] = np.clip(moved[mask].astype(np.float32) + flick, 0, 255).astype(np.uint8)
-
-
-def _poles(rng, cams, H, W, scale):
-    """The near layer: (canvas uint8 [ph,pw,3], alpha bool [ph,pw], cams [T,3]) or None."""
-    if rng.random() >= POLE_P:
-        return None
-    f = rng.uniform(*PARALLAX)
-    near = cams.copy()
-    near[:, :2] = cams[0, :2] + f * (cams[:, :2] - cams[0, :2])
-    near[:, 2] = 1.0 + f * (cams[:, 2] - 1.0)
-    x0, y0, cw, ch = canvas_box(near, H, W, pad=int(np.ceil(4 * scale)) + 2)
-    near[:, 0] -= x0
-    near[:, 1] -= y0
-    img = np.zeros((ch, cw, 3), np.uint8)
-    alpha = np.zeros((ch, cw), np.uint8)
-    v0 = near[0, 0] - W / 2 / near[0, 2]
-    for _ in range(int(rng.integers(POLES[0], POLES[1] + 1))):
-        pw = max(2, int(rng.uniform(*POLE_WIDTH) * W))
-        xc = rng.uniform(v0, v0 + W / near[0, 2])
-        tilt = rng.uniform(-0.15, 0.15) * ch
-        pts = np.array([[xc - pw / 2 + tilt, 0], [xc + pw / 2 + tilt, 0],
-                        [xc + pw / 2 - tilt, ch - 1], [xc - pw / 2 - tilt, ch - 1]])  # fmt: skip
-        m = np.zeros((ch, cw), np.uint8)
-        cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1)
-        tex = background_texture(rng, ch, cw, scale)
-        img[m > 0] = tex[m > 0]
-        alpha |= m
-    return img, alpha, near
-
-
-# ------------------------------------------------------------------------------------------
-# the clip
+# the clip (background clutter: diod_ray/data/synth_clutter.py)
 # ------------------------------------------------------------------------------------------
 
 
@@ -331,13 +269,14 @@ def generate_video_v3(
     obs, kinds = objects(split_seed(cfg.seed, f"v3/{split}/objects", index), cfg, T, height,
                          width, scale, cams)  # fmt: skip
     clutter = split_seed(cfg.seed, f"v3/{split}/clutter", index)
-    sways = _sways(clutter, ch, cw, scale, _inner_view(cams, height, width), height, width)
-    poles = _poles(clutter, cams, height, width, scale)
+    inner = _inner_view(cams, height, width)
+    sways = sway_regions(clutter, CLUTTER, ch, cw, scale, inner, height, width, background_texture)
+    poles = near_poles(clutter, CLUTTER, cams, height, width, scale, background_texture)
     frames = np.empty((T, height, width, 3), np.uint8)
     gt = np.empty((T, height, width), np.int32)
     for t in range(T):
         canvas = background.copy()
-        _apply_sways(canvas, sways, t)
+        apply_sways(canvas, sways, t, FLICKER_AMP)
         ids = np.zeros((ch, cw), np.int32)
         for k, ob in enumerate(obs, start=1):  # list order = depth order (last on top)
             paste_sprite(canvas, ids, ob, t, k)
