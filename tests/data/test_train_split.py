@@ -13,25 +13,32 @@ from diod_ray.config import load_config, to_dict
 from diod_ray.data import pipeline, shards
 
 
-def _loop(config: dict) -> None:
-    import ray.train
+def _make_loop():
+    """The per-worker loop, made inside a function: Ray pickles a nested function by value, so its
+    workers need not import this test module (pytest puts tests/data on the driver's path only;
+    a module-level function failed with "No module named 'test_train_split'" in a full run)."""
 
-    from diod_ray.config import from_dict
-    from diod_ray.data.pipeline import iter_eval_batches, train_batches
+    def _loop(config: dict) -> None:
+        import ray.train
 
-    cfg = from_dict(config["cfg"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    shard = ray.train.get_dataset_shard("test")
-    passes = [[b["clip_id"] for b in iter_eval_batches(shard, cfg, 2)] for _ in range(2)]
-    train = [
-        [b["clip_id"] for b in train_batches(cfg, e, 2, rank=rank, world=world, end_epoch=2)]
-        for e in range(2)
-    ]
-    out = {"eval": passes, "train": train}
-    with open(f"{config['out']}/rank{rank}.json", "w") as f:
-        json.dump(out, f)
-    ray.train.report({"done": 1})
+        from diod_ray.config import from_dict
+        from diod_ray.data.pipeline import iter_eval_batches, train_batches
+
+        cfg = from_dict(config["cfg"])
+        ctx = ray.train.get_context()
+        rank, world = ctx.get_world_rank(), ctx.get_world_size()
+        shard = ray.train.get_dataset_shard("test")
+        passes = [[b["clip_id"] for b in iter_eval_batches(shard, cfg, 2)] for _ in range(2)]
+        train = [
+            [b["clip_id"] for b in train_batches(cfg, e, 2, rank=rank, world=world, end_epoch=2)]
+            for e in range(2)
+        ]
+        out = {"eval": passes, "train": train}
+        with open(f"{config['out']}/rank{rank}.json", "w") as f:
+            json.dump(out, f)
+        ray.train.report({"done": 1})
+
+    return _loop
 
 
 @pytest.mark.slow  # a 2-worker TorchTrainer (two worker processes, a split coordinator)
@@ -49,7 +56,7 @@ def test_two_workers_split_eval_and_read_disjoint_training_clips(
     out = tmp_path / "out"
     out.mkdir()
     TorchTrainer(
-        _loop,
+        _make_loop(),
         train_loop_config={"cfg": to_dict(cfg), "out": str(out)},
         scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
         run_config=ray.train.RunConfig(name="split", storage_path=str(tmp_path / "runs")),
