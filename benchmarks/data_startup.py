@@ -56,8 +56,8 @@ def write_many_parts(uri: str, settings, files: int) -> dict:
     import pyarrow.parquet as pq
 
     from diod_ray import storage
-    from diod_ray.data import shards
-    from diod_ray.data.schema import SCHEMA, SCHEMA_VERSION, Clip, encode_clip, rows_to_table
+    from diod_ray.data.shards import store
+    from diod_ray.data.shards.rows import SCHEMA, SCHEMA_VERSION, Clip, encode_clip, rows_to_table
 
     fs, root = storage.filesystem_for(uri, settings)
     rng = np.random.default_rng(0)
@@ -89,13 +89,13 @@ def write_many_parts(uri: str, settings, files: int) -> dict:
         "created": "bench",
     }
     write_manifest(fs, root, manifest)
-    assert shards.count_clips(uri, "train", settings) == 2 * files
+    assert store.count_clips(uri, "train", settings) == 2 * files
     return manifest
 
 
 def write_manifest(fs, root: str, manifest: dict) -> None:
     from diod_ray import storage
-    from diod_ray.data.shards import MANIFEST
+    from diod_ray.data.shards.store import MANIFEST
 
     data = json.dumps(manifest).encode()
     storage.atomic_write_bytes(fs, f"{root}/train/{MANIFEST}", data, "bench", overwrite=True)
@@ -118,7 +118,7 @@ def timed(log: str, fn):
 def startup(cfg, log: str, manifest: dict, fs, root: str) -> dict:
     import ray
 
-    from diod_ray.data import pipeline
+    from diod_ray.data.streaming import pipeline
 
     out: dict = {}
     # after: the current manifest
@@ -148,7 +148,7 @@ def startup(cfg, log: str, manifest: dict, fs, root: str) -> dict:
 def readers_rates(cfg, readers: list[int], epochs: int = 3) -> dict:
     """Per reader count: a fresh run stream of ``epochs`` epochs consumed whole (start-up
     included, as a worker's run starts); clips/s over it, and the first batch's latency."""
-    from diod_ray.data import pipeline
+    from diod_ray.data.streaming import pipeline
 
     index = pipeline.train_index(cfg)
     steps = sum(index.counts) // cfg.data.batch_size
@@ -180,8 +180,8 @@ def main() -> None:
 
     from diod_ray import storage
     from diod_ray.config import StorageConfig, apply_overrides, load_preset
-    from diod_ray.data import shards
-    from diod_ray.data.generate import generate_split
+    from diod_ray.data.shards import store
+    from diod_ray.data.synthetic.generate import generate_split
 
     work = tempfile.mkdtemp(prefix="diod-data-startup-")
     log = os.path.join(work, "moto.log")
@@ -235,8 +235,8 @@ def main() -> None:
         )
         generate_split(local, "train", clips=args.clips, progress=False)
         real = f"s3://{BUCKET}/synthetic"
-        shards.write_split(
-            real, "train", shards.iter_clips(local.data.uri, "train"), settings, clips_per_file=8
+        store.write_split(
+            real, "train", store.iter_clips(local.data.uri, "train"), settings, clips_per_file=8
         )
         cfg = apply_overrides(load_preset("synthetic"), {**sets, "data.uri": real})
         result["throughput_split"] = {

@@ -28,10 +28,11 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from diod_ray.config import load_config  # noqa: E402
-from diod_ray.data import pipeline, shards  # noqa: E402
 from diod_ray.data.motion import motion_masks  # noqa: E402
-from diod_ray.data.schema import SCHEMA, Clip, decode_row, encode_clip  # noqa: E402
-from diod_ray.data.synthetic import generate_video  # noqa: E402
+from diod_ray.data.shards import store  # noqa: E402
+from diod_ray.data.shards.rows import SCHEMA, Clip, decode_row, encode_clip  # noqa: E402
+from diod_ray.data.streaming import pipeline  # noqa: E402
+from diod_ray.data.synthetic.render import generate_video  # noqa: E402
 
 
 def _rate(n: int, seconds: float) -> float:
@@ -98,7 +99,7 @@ def ray_pipeline(cfg, uri: str, passes: int = 2) -> dict:
     """read + decode + weak/strong augmentation -> torch batches, clips/s per pass (epoch p =
     pass p: a fresh one-epoch stream each; the training loop keeps one stream for the run)."""
     c = _bench_cfg(cfg, uri)
-    n = shards.count_clips(uri, c.data.train_split, c.storage)
+    n = store.count_clips(uri, c.data.train_split, c.storage)
     rates = []
     for p in range(passes):
         t0 = time.perf_counter()
@@ -115,7 +116,7 @@ def ray_pipeline(cfg, uri: str, passes: int = 2) -> dict:
 def order_cost(cfg, uri: str, reps: int = 3) -> dict:
     """clips/s of one epoch's Dataset (read + decode + augment, iter_batches) with
     ``preserve_order`` True and False, alternating, best of ``reps`` each."""
-    from diod_ray.data.order import FileRead
+    from diod_ray.data.streaming.order import FileRead
 
     c = _bench_cfg(cfg, uri)
     counts = pipeline.train_index(c).counts
@@ -179,7 +180,7 @@ def main() -> None:
             clips, r = render(cfg, n)
             if args.order_cost_only:
                 local = os.path.join(tmp, name)
-                shards.write_split(local, "train", clips, cfg.storage, clips_per_file=8)
+                store.write_split(local, "train", clips, cfg.storage, clips_per_file=8)
                 result[name] = {"clips": n, "order_cost_local": order_cost(cfg, local)}
                 break
             r["clips"] = n
@@ -188,7 +189,7 @@ def main() -> None:
             local = os.path.join(tmp, name)
             s3 = f"s3://diod-bench/{name}"
             for uri in (local, s3):
-                shards.write_split(uri, "train", clips, cfg.storage, clips_per_file=8)
+                store.write_split(uri, "train", clips, cfg.storage, clips_per_file=8)
             r["pipeline_local"] = ray_pipeline(cfg, local)
             r["pipeline_s3"] = ray_pipeline(cfg, s3)
             if not args.skip_order_cost:

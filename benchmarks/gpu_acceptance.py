@@ -126,7 +126,7 @@ def _data(resolution: tuple[int, int], clips: int) -> dict:
     import ray
 
     from diod_ray.config import load_config
-    from diod_ray.data import shards
+    from diod_ray.data.shards import store
 
     h, w = resolution
     cfg = load_config("synthetic", sets=[f"data.height={h}", f"data.width={w}"])
@@ -141,7 +141,7 @@ def _data(resolution: tuple[int, int], clips: int) -> dict:
 
         DataContext.get_current().enable_progress_bars = False
         with tempfile.TemporaryDirectory() as tmp:
-            shards.write_split(tmp, "train", rendered, cfg.storage, clips_per_file=4)
+            store.write_split(tmp, "train", rendered, cfg.storage, clips_per_file=4)
             out["pipeline_local"] = dt.ray_pipeline(cfg, tmp)
     finally:
         ray.shutdown()

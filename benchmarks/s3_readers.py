@@ -8,7 +8,7 @@
 Writes a preset's synthetic train split (real generator) to the server as several part
 files, then reads it with each reader, each in a fresh process (so start-up is measured cold):
 
-- ``pyarrow``: the project's path, :func:`diod_ray.data.shards.open_split` with
+- ``pyarrow``: the project's path, :func:`diod_ray.data.shards.store.open_split` with
   :func:`diod_ray.storage.filesystem_for` (pyarrow's C++ S3 client), every clip decoded;
 - ``s3fs-wrapped``: the same project path over s3fs wrapped as
   ``pyarrow.fs.PyFileSystem(FSSpecHandler(s3fs))``, which is what Ray Data does with an fsspec
@@ -66,21 +66,21 @@ def read_with(reader: str, uri: str, endpoint: str, passes: int, log: str) -> di
     import pyarrow.parquet as pq
 
     from diod_ray.config import StorageConfig
-    from diod_ray.data import shards
-    from diod_ray.data.schema import decode_row
+    from diod_ray.data.shards import store
+    from diod_ray.data.shards.rows import decode_row
 
     marks = [_requests(log)]
     t0 = time.perf_counter()
     if reader == "pyarrow":
-        opened = shards.open_split(uri, "train", StorageConfig(endpoint_url=endpoint))
+        opened = store.open_split(uri, "train", StorageConfig(endpoint_url=endpoint))
     else:
         import pyarrow.fs as pafs
 
         sfs = _s3fs(endpoint)
         fs = pafs.PyFileSystem(pafs.FSSpecHandler(sfs))
         path = uri[len("s3://") :] + "/train"
-        manifest = json.loads(sfs.cat_file(f"{path}/{shards.MANIFEST}"))
-        opened = shards.Split(uri, "train", fs, path, manifest)
+        manifest = json.loads(sfs.cat_file(f"{path}/{store.MANIFEST}"))
+        opened = store.Split(uri, "train", fs, path, manifest)
     startup = time.perf_counter() - t0
     marks.append(_requests(log))
     rates, per_pass = [], []
@@ -94,7 +94,7 @@ def read_with(reader: str, uri: str, endpoint: str, passes: int, log: str) -> di
                         decode_row(row, file=p, uri=uri)
                         n += 1
         else:
-            n = sum(1 for _ in shards.iter_clips(opened))
+            n = sum(1 for _ in store.iter_clips(opened))
         rates.append(n / (time.perf_counter() - t))
         marks.append(_requests(log))
         per_pass.append(marks[-1] - marks[-2])
@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
 
     from diod_ray.config import StorageConfig, apply_overrides, load_preset
-    from diod_ray.data import shards
-    from diod_ray.data.generate import generate_split
+    from diod_ray.data.shards import store
+    from diod_ray.data.synthetic.generate import generate_split
 
     work = tempfile.mkdtemp(prefix="diod-s3-readers-")
     log = os.path.join(work, "moto.log")
@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         generate_split(cfg, "train", clips=args.clips, progress=False)
         uri = f"s3://{BUCKET}/{args.preset}"
         settings = StorageConfig(endpoint_url=endpoint)
-        clips = shards.iter_clips(cfg.data.uri, "train")
-        manifest = shards.write_split(
+        clips = store.iter_clips(cfg.data.uri, "train")
+        manifest = store.write_split(
             uri, "train", clips, settings, clips_per_file=args.clips_per_file
         )
         nbytes = sum(

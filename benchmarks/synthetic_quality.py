@@ -3,7 +3,7 @@
     python benchmarks/synthetic_quality.py                      # 64 test clips, synthetic preset
     python benchmarks/synthetic_quality.py --height 480 --width 968 --clips 2 --threads 1
 
-Quality is :class:`diod_ray.data.mask_quality.MaskQuality` of the flow-derived motion masks
+Quality is :class:`diod_ray.data.inspection.mask_quality.MaskQuality` of the flow-derived motion masks
 against the generator's ground truth, overall and split by camera motion.
 """
 
@@ -17,9 +17,9 @@ import time
 import cv2
 
 from diod_ray.config import load_preset
-from diod_ray.data.mask_quality import MaskQuality
+from diod_ray.data.inspection.mask_quality import MaskQuality
 from diod_ray.data.motion import motion_masks
-from diod_ray.data.synthetic import generate_video
+from diod_ray.data.synthetic.render import generate_video
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from diod_ray.config import load_preset
-from diod_ray.data.augment import augment_clip
 from diod_ray.data.motion import motion_masks
-from diod_ray.data.synthetic import generate_video
+from diod_ray.data.streaming.augment import augment_clip
+from diod_ray.data.synthetic.render import generate_video
 from diod_ray.inference import evaluate_model
 from diod_ray.model import build_model
 from diod_ray.objectives.burn_in import burn_in_loss

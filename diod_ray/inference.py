@@ -254,11 +254,11 @@ def fg_coverage(
     batch_size: int = 8,
 ) -> dict:
     """W_fg coverage of a checkpoint's model over ``clips`` (an iterable of ``schema.Clip`` with
-    GT and moving flags; others are skipped): :class:`diod_ray.data.fg_coverage.FgCoverage`'s
+    GT and moving flags; others are skipped): :class:`diod_ray.data.inspection.fg_coverage.FgCoverage`'s
     summary plus the checkpoint and the weights. The model runs in eval mode (the ``clean``
     protocol) on windows of the checkpoint's ``data.clip_len`` frames, each from a fresh state."""
-    from diod_ray.data.fg_coverage import FgCoverage
     from diod_ray.data.frames import prepare_frames
+    from diod_ray.data.inspection.fg_coverage import FgCoverage
 
     model, cfg, which = load_for_inference(checkpoint, weights, torch.device(device))
     L = max(1, cfg.data.clip_len)

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mask_size == "input":
         shown = frames
     else:
-        from diod_ray.data.augment import resize_frames
+        from diod_ray.data.streaming.augment import resize_frames
 
         shown = resize_frames(frames, cfg.data.height, cfg.data.width, nearest=False)
     dtype = np.uint8 if model.num_slots <= 255 else np.uint16

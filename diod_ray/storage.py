@@ -16,7 +16,7 @@ Atomic writes: :func:`atomic_write_bytes` writes to a temporary name and moves i
 (local: ``os.replace``); on S3 an object written in one PUT / completed multipart upload is only
 visible once complete, so it is written directly under its final key. Whole directories are made
 atomic one level up with :func:`replace_dir`: ``diod_ray/published.py`` (temporary prefix, then a
-marker written last) and ``data/shards.py`` (temporary prefix, then a manifest written last).
+marker written last) and ``data/shards/store.py`` (temporary prefix, then a manifest written last).
 """
 
 from __future__ import annotations

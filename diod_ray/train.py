@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     if not cfg.data.generate_if_missing:
-        from diod_ray.data.shards import read_manifest
+        from diod_ray.data.shards.store import read_manifest
 
         # a missing train split fails here, before Ray starts (the driver checks it again)
         read_manifest(cfg.data.uri, cfg.data.train_split, cfg.storage)

@@ -113,7 +113,7 @@ def smoke_shards(tmp_path_factory):
     """The smoke preset's synthetic shards (train, test, val; real generator, real optical flow),
     generated once per session. Read-only: a test that rewrites a split makes its own."""
     from diod_ray.config import apply_overrides, load_preset
-    from diod_ray.data.generate import ensure_synthetic
+    from diod_ray.data.synthetic.generate import ensure_synthetic
 
     uri = str(tmp_path_factory.mktemp("smoke-shards"))
     ensure_synthetic(apply_overrides(load_preset("smoke"), {"data.uri": uri}), progress=False)

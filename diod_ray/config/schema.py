@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class SyntheticConfig:
-    """The embedded procedurally generated benchmark (diod_ray/data/synthetic.py)."""
+    """The embedded procedurally generated benchmark (diod_ray/data/synthetic/)."""
 
     seed: int = 0
     num_train_clips: int = 256
@@ -48,10 +48,10 @@ class SyntheticConfig:
     # 1: the first benchmark (saturated objects on a desaturated floor, near-clean flow masks;
     # kept so synthetic-v1 / smoke-v1 regenerate bit for bit); 2: objects and background from
     # one texture distribution, static and moving objects of the same kinds, parallax and
-    # swaying background, slow movers and convoys (diod_ray/data/synthetic_v2.py, docs/data.md);
+    # swaying background, slow movers and convoys (diod_ray/data/synthetic/v2.py, docs/data.md);
     # 3: version 2's noise with DIOD's premise built in: object kinds with their own shapes and
     # textures, a background of another texture family in the same colours, large objects
-    # (diod_ray/data/synthetic_v3.py, docs/data.md)
+    # (diod_ray/data/synthetic/v3.py, docs/data.md)
     version: Literal[1, 2, 3] = 1
     # videos of the validation split (its own random streams, disjoint from train and test)
     num_val_clips: int = 32

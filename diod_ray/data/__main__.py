@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument(
         "--no-premise",
         action="store_true",
-        help="skip the pixel classifiers (object vs background AUC, diod_ray/data/premise.py)",
+        help="skip the pixel classifiers (object vs background AUC, diod_ray/data/inspection/premise.py)",
     )
 
     v = sub.add_parser("validate", help="check every shard; non-zero exit on problems")
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         if args.command == "generate":
-            from diod_ray.data.generate import generate_split
+            from diod_ray.data.synthetic.generate import generate_split
 
             manifest = generate_split(
                 cfg,
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(json.dumps({"uri": args.out or cfg.data.uri, **_brief(manifest)}))
         elif args.command == "convert":
-            from diod_ray.data.convert import convert
+            from diod_ray.data.conversion.convert import convert
 
             manifest = convert(
                 args.layout,
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(json.dumps({"uri": args.out, **_brief(manifest)}))
         elif args.command == "inspect":
-            from diod_ray.data.inspect_split import inspect_uri
+            from diod_ray.data.inspection.summary import inspect_uri
 
             bad_checkpoint: tuple = ()  # torch is imported only when a checkpoint is given
             coverage = None
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"inspect: {summary['premise']['skipped']}", file=sys.stderr)
             print(json.dumps(summary, indent=1))
         elif args.command == "validate":
-            from diod_ray.data.shards import validate
+            from diod_ray.data.shards.store import validate
 
             problems = validate(args.uri, args.split, cfg.storage)
             for p in problems:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from diod_ray.config import Config
-from diod_ray.data.shards import split_exists
+from diod_ray.data.shards.store import split_exists
 
 _warned: set[tuple[str, str]] = set()
 

@@ -117,7 +117,7 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict
     cfg, overrides = base_config(args)
     root = sweep_root(args)
     if cfg.data.generate_if_missing:
-        from diod_ray.data.generate import ensure_synthetic
+        from diod_ray.data.synthetic.generate import ensure_synthetic
 
         ensure_synthetic(cfg)
     from diod_ray.training.driver import ensure_ray

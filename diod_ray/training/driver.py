@@ -33,7 +33,7 @@ def steps_per_epoch(cfg: Config) -> int:
     (``data.batch_size`` is global: one optimiser step sees that many clips in all)."""
     if cfg.schedule.steps_per_epoch > 0:
         return cfg.schedule.steps_per_epoch
-    from diod_ray.data.shards import count_clips
+    from diod_ray.data.shards.store import count_clips
 
     clips = count_clips(cfg.data.uri, cfg.data.train_split, cfg.storage)
     return max(1, clips // cfg.data.batch_size)
@@ -50,7 +50,7 @@ def build_trainer(cfg: Config, *, callbacks=()):
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from diod_ray.data.pipeline import EvalSplit, eval_dataset, train_index
+    from diod_ray.data.streaming.pipeline import EvalSplit, eval_dataset, train_index
     from diod_ray.training.eval_in_run import head_dataset, head_limit
     from diod_ray.training.loop import train_loop_per_worker
 
@@ -215,7 +215,7 @@ def fit(cfg: Config):
 def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
     """Prepare data, fit, evaluate; return the summary (also written to the run directory)."""
     if cfg.data.generate_if_missing:
-        from diod_ray.data.generate import ensure_synthetic
+        from diod_ray.data.synthetic.generate import ensure_synthetic
 
         ensure_synthetic(cfg, progress=progress)
     # quiets Ray Data before Ray starts: the driver checks the shards with Ray Data before the fit

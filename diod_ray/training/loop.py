@@ -51,7 +51,7 @@ def seed_and_determinism(cfg: Config, device: torch.device, seed: int) -> None:
     """Seed Python, NumPy and torch; ``run.deterministic`` also turns on Ray's
     ``enable_reproducibility`` (cudnn.benchmark off, ``torch.use_deterministic_algorithms``,
     ``CUBLAS_WORKSPACE_CONFIG=:4096:8``); otherwise a GPU keeps cudnn.benchmark on. The data
-    path seeds itself (diod_ray/data/order.py); docs/performance.md, "Deterministic runs".
+    path seeds itself (diod_ray/data/streaming/order.py); docs/performance.md, "Deterministic runs".
 
     ``warn_only``: an op without a deterministic CUDA kernel (e.g. ``bincount`` with weights)
     warns, naming itself, instead of failing the run hours in."""
@@ -82,10 +82,10 @@ def _iter_batches(
     cfg: Config, epoch: int, steps: int, skip: int, device: torch.device, rank: int, world: int
 ):
     """Batches ``skip``..``steps``-1 of ``epoch`` for this rank, from the rank's one Dataset for
-    the rest of the run (diod_ray/data/pipeline.py, ``train_batches``): built at the first epoch
+    the rest of the run (diod_ray/data/streaming/pipeline.py, ``train_batches``): built at the first epoch
     this worker runs and continued at every later one, so the stream is a function of (data seed,
     epoch, rank) and not of Ray Data's task timing, with no per-epoch start-up."""
-    from diod_ray.data.pipeline import train_batches
+    from diod_ray.data.streaming.pipeline import train_batches
 
     end = make_plan(cfg, steps).total_epochs
     return train_batches(

@@ -12,7 +12,7 @@ import torch
 
 from diod_ray.checkpoint import capture_rng, load_state, restore_rng, save_checkpoint
 from diod_ray.config import Config, to_dict
-from diod_ray.data.order import data_seed
+from diod_ray.data.streaming.order import data_seed
 from diod_ray.published import publish_directory, wait_for_marker
 from diod_ray.storage import run_uri
 from diod_ray.teacher import build_teacher, unwrap

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from diod_ray.config import load_config
-from diod_ray.data import shards
-from diod_ray.data.convert import convert, relabel_video
+from diod_ray.data.conversion.convert import convert, relabel_video
+from diod_ray.data.shards import store
 
 
 def _cfg(h, w, t, **extra):
@@ -52,7 +52,7 @@ def test_tri_pd_resize_crop_and_masks(tmp_path):
     cfg = _cfg(16, 40, 2)
     uri = str(tmp_path / "out")
     convert("tri-pd", str(tmp_path / "src"), uri, cfg, "train", progress=False)
-    clips = sorted(shards.iter_clips(uri, "train"), key=lambda c: c.frame_start)
+    clips = sorted(store.iter_clips(uri, "train"), key=lambda c: c.frame_start)
     assert [c.clip_id for c in clips] == [
         "scene_000001/camera_01:00000",
         "scene_000001/camera_01:00002",
@@ -62,7 +62,7 @@ def test_tri_pd_resize_crop_and_masks(tmp_path):
     assert set(np.unique(clips[0].motion)) == {0, 1}  # id 7 relabelled per frame to 1
     assert clips[0].gt is None
     convert("tri-pd", str(tmp_path / "src"), uri, cfg, "test", progress=False)
-    test = list(shards.iter_clips(uri, "test"))
+    test = list(store.iter_clips(uri, "test"))
     assert len(test) == 2 and all(c.gt is not None and c.gt.max() == 1 for c in test)
 
 
@@ -79,20 +79,20 @@ def test_kitti_train_drives_and_test_images(tmp_path):
     uri = str(tmp_path / "out")
     convert("kitti", str(tmp_path / "train"), uri, cfg, "train", progress=False)
     convert("kitti", str(tmp_path / "test"), uri, cfg, "test", progress=False)
-    train = list(shards.iter_clips(uri, "train"))
+    train = list(store.iter_clips(uri, "train"))
     assert len(train) == 2 and train[0].frames.shape == (3, 8, 24, 3)
     assert {c.video_id for c in train} == {
         "2011_09_26_drive_0001_sync/image_02",
         "2011_09_26_drive_0001_sync/image_03",
     }
-    test = list(shards.iter_clips(uri, "test"))
+    test = list(store.iter_clips(uri, "test"))
     assert len(test) == 2 and test[0].frames.shape == (1, 8, 24, 3)  # single images: T = 1
     assert test[0].gt.max() == 1 and test[0].motion.max() == 0
-    assert shards.validate(uri) == []
+    assert store.validate(uri) == []
 
 
 def test_kitti_official_instance_encoding_is_decoded(tmp_path):
-    from diod_ray.data.convert import decode_kitti_instances
+    from diod_ray.data.conversion.convert import decode_kitti_instances
 
     m = np.full((4, 6), 7 * 256, dtype=np.uint16)  # road: a stuff class, instance 0
     m[0, :2] = 26 * 256 + 1  # car 1
@@ -115,7 +115,7 @@ def test_kitti_official_instance_encoding_is_decoded(tmp_path):
     _write(tmp_path / "test/instance", ["000000_10.png"], official[None])
     uri = str(tmp_path / "out")
     convert("kitti", str(tmp_path / "test"), uri, _cfg(16, 48, 3), "test", progress=False)
-    (clip,) = list(shards.iter_clips(uri, "test"))
+    (clip,) = list(store.iter_clips(uri, "test"))
     assert set(np.unique(clip.gt)) == {0, 1, 2}
 
 
@@ -128,7 +128,7 @@ def test_movi_e_arrays_with_flow_motion_masks(tmp_path):
     cfg = _cfg(32, 32, 3)
     uri = str(tmp_path / "out")
     convert("movi-e", str(tmp_path / "src"), uri, cfg, "test", progress=False)
-    clips = sorted(shards.iter_clips(uri, "test"), key=lambda c: c.frame_start)
+    clips = sorted(store.iter_clips(uri, "test"), key=lambda c: c.frame_start)
     assert [c.frame_start for c in clips] == [0, 3]  # non-overlapping for eval
     assert clips[0].gt.max() == 1
     # motion masks from optical flow find the moving square
@@ -154,7 +154,7 @@ def test_frames_folders_and_mp4(tmp_path):
     cfg = _cfg(32, 48, 2)
     uri = str(tmp_path / "out")
     convert("frames", str(tmp_path / "src"), uri, cfg, "train", stride=1, progress=False)
-    clips = list(shards.iter_clips(uri, "train"))
+    clips = list(store.iter_clips(uri, "train"))
     by_video = {}
     for c in clips:
         by_video.setdefault(c.video_id, []).append(c.frame_start)
@@ -206,12 +206,12 @@ def test_val_split_with_derived_moving_flags(tmp_path):
     uri = str(tmp_path / "out")
     m = convert("frames", str(tmp_path / "src"), uri, cfg, "val", progress=False)
     assert m["has_gt"] and m["moving_flags"] == "derive"
-    (clip,) = shards.iter_clips(uri, "val")
+    (clip,) = store.iter_clips(uri, "val")
     assert clip.gt_moving.shape == (5, 3)
     assert clip.gt_moving[:, 2].all() and not clip.gt_moving[:, 1].any()
     assert not clip.gt_moving[:, 0].any()
     convert("frames", str(tmp_path / "src"), uri, cfg, "test", progress=False, moving_flags="none")
-    (plain,) = shards.iter_clips(uri, "test")
+    (plain,) = store.iter_clips(uri, "test")
     assert plain.gt_moving is None
 
 
@@ -219,8 +219,8 @@ def test_derived_flags_on_synthetic_clips_match_the_truth():
     """Where the truth is known (synthetic v2, camera motion included) the derived flags agree
     with it on most visible objects (measured over 64 clips in docs/data.md)."""
     from diod_ray.config import SyntheticConfig
-    from diod_ray.data.moving_flags import derive_moving, flag_agreement
-    from diod_ray.data.synthetic import generate_video
+    from diod_ray.data.conversion.moving_flags import derive_moving, flag_agreement
+    from diod_ray.data.synthetic.render import generate_video
 
     cfg = _cfg(64, 128, 5)
     counts = np.zeros(4, np.int64)

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
-from diod_ray.data import shards
 from diod_ray.data.__main__ import main
+from diod_ray.data.shards import store
 
 
 def test_generate_inspect_validate(tmp_path, capsys):
@@ -25,7 +25,7 @@ def test_generate_inspect_validate(tmp_path, capsys):
     assert (tmp_path / "ds/test/_manifest.json").read_text() == before
     assert main(["generate", "--split", "test", "--clips", "2", "--overwrite", *args]) == 0
     capsys.readouterr()
-    assert shards.count_clips(uri, "test") == 2
+    assert store.count_clips(uri, "test") == 2
 
     assert main(["inspect", uri, "--preset", "smoke"]) == 0
     summary = json.loads(capsys.readouterr().out)["splits"]["test"]
@@ -44,7 +44,7 @@ def test_generate_uses_set_overrides(tmp_path, capsys):
     uri = str(tmp_path / "ds")
     argv = ["generate", "--preset", "smoke", "--split", "train", "--out", uri, "--clips", "2"]
     assert main([*argv, "--no-progress", "--set", "data.height=16", "data.width=24"]) == 0
-    clip = next(shards.iter_clips(uri, "train"))
+    clip = next(store.iter_clips(uri, "train"))
     assert clip.frames.shape == (3, 16, 24, 3) and clip.motion.dtype == np.int32
 
 
@@ -106,16 +106,16 @@ def test_validate_exit_code_on_a_corrupt_shard(tmp_path):
 
 def test_val_split_generated_from_its_own_streams(tmp_path, capsys):
     from diod_ray.config import apply_overrides, load_preset
-    from diod_ray.data.generate import ensure_synthetic
     from diod_ray.data.splits import resolve_val_split
+    from diod_ray.data.synthetic.generate import ensure_synthetic
 
     uri = str(tmp_path / "ds")
     cfg = apply_overrides(load_preset("smoke"), {"data.uri": uri})
     ensure_synthetic(cfg, progress=False)  # a fresh folder gets train, test and val
-    assert shards.list_splits(uri) == ["test", "train", "val"]
-    assert shards.count_clips(uri, "val") == cfg.data.synthetic.num_val_clips == 4
-    val = list(shards.iter_clips(uri, "val"))
-    test = list(shards.iter_clips(uri, "test"))
+    assert store.list_splits(uri) == ["test", "train", "val"]
+    assert store.count_clips(uri, "val") == cfg.data.synthetic.num_val_clips == 4
+    val = list(store.iter_clips(uri, "val"))
+    test = list(store.iter_clips(uri, "test"))
     assert all(c.gt is not None and c.gt_moving is not None for c in val)
     assert not {c.clip_id for c in val} & {c.clip_id for c in test}
     assert not any(np.array_equal(a.frames, b.frames) for a in val for b in test)
@@ -129,15 +129,15 @@ def test_folder_without_val_falls_back_to_test_with_one_message(tmp_path, capsys
 
     from diod_ray.config import apply_overrides, load_preset
     from diod_ray.data.errors import DataError
-    from diod_ray.data.generate import ensure_synthetic
     from diod_ray.data.splits import resolve_val_split
+    from diod_ray.data.synthetic.generate import ensure_synthetic
 
     uri = str(tmp_path / "old")
     cfg = apply_overrides(load_preset("smoke"), {"data.uri": uri})
     ensure_synthetic(cfg, progress=False)
     shutil.rmtree(tmp_path / "old/val")  # a folder from before val splits existed
     ensure_synthetic(cfg, progress=False)  # an existing folder is left as it is
-    assert shards.list_splits(uri) == ["test", "train"]
+    assert store.list_splits(uri) == ["test", "train"]
     assert resolve_val_split(cfg) == "test"
     assert resolve_val_split(cfg) == "test"
     err = capsys.readouterr().err.strip().splitlines()
@@ -151,7 +151,7 @@ def test_folder_without_val_falls_back_to_test_with_one_message(tmp_path, capsys
 
 
 def test_fg_coverage_counts_hand_built_maps():
-    from diod_ray.data.fg_coverage import FgCoverage
+    from diod_ray.data.inspection.fg_coverage import FgCoverage
 
     gt = np.zeros((2, 4, 6), np.int64)
     gt[:, :2, :2] = 1  # moving object
@@ -197,7 +197,7 @@ def test_inspect_with_checkpoint_reports_fg_coverage(tmp_path, capsys):
         x = torch.zeros(1, cfg.data.clip_len, 3, cfg.data.height, cfg.data.width)
         grid = model.eval()(x).fg.shape[-2:]
     want = {True: 0, False: 0}
-    for c in shards.iter_clips(uri, "val"):
+    for c in store.iter_clips(uri, "val"):
         small = downsample_nearest(torch.from_numpy(c.gt.astype(np.int64)), grid).numpy()
         for t, g in enumerate(small):
             for k in np.unique(g[g > 0]):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from diod_ray.config import FlowConfig, SyntheticConfig, load_preset
-from diod_ray.data.mask_quality import MaskQuality
+from diod_ray.data.inspection.mask_quality import MaskQuality
 from diod_ray.data.motion import motion_masks
-from diod_ray.data.synthetic import generate_video
+from diod_ray.data.synthetic.render import generate_video
 
 H, W, T = 64, 128, 5
 

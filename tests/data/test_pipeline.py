@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from diod_ray.config import AugmentConfig, load_config
-from diod_ray.data import augment, order, pipeline, shards
+from diod_ray.data.shards import store
+from diod_ray.data.streaming import augment, order, pipeline
 
 # ------------------------------------------------------------------------------------------
 # augmentation, no Ray
@@ -107,7 +108,7 @@ def smoke_cfg(smoke_shards):
 
 def test_map_functions_without_ray(smoke_cfg):
     """The map_batches UDFs on one part file: uint8 views, colour order, padding."""
-    part = shards.part_files(smoke_cfg.data.uri, "test")[0]
+    part = store.part_files(smoke_cfg.data.uri, "test")[0]
     table = pq.read_table(part)
     out = pipeline._train_map(table, smoke_cfg)
     n = table.num_rows
@@ -123,7 +124,7 @@ def test_map_functions_without_ray(smoke_cfg):
 
 def test_eval_batches_cover_every_clip_once(ray_session, smoke_cfg):
     cfg = smoke_cfg
-    stored = {c.clip_id: c for c in shards.iter_clips(cfg.data.uri, "test")}
+    stored = {c.clip_id: c for c in store.iter_clips(cfg.data.uri, "test")}
     seen = []
     for b in pipeline.iter_eval_batches(pipeline.eval_dataset(cfg), cfg, batch_size=3):
         B = len(b["clip_id"])
@@ -145,7 +146,7 @@ def test_eval_batches_cover_every_clip_once(ray_session, smoke_cfg):
 def test_train_map_is_independent_of_batch_composition(smoke_cfg):
     """Each clip's window, crop, flip and colour come from (seed, epoch, pass, clip_id): mapping
     the clips one by one or all at once (any number of Ray Data tasks) gives the same views."""
-    part = shards.part_files(smoke_cfg.data.uri, "train")[0]
+    part = store.part_files(smoke_cfg.data.uri, "train")[0]
     table = pq.read_table(part)
     whole = pipeline._train_map(table, smoke_cfg, epoch=3)
     for i in range(table.num_rows):
@@ -182,7 +183,7 @@ def test_train_stream_is_a_function_of_seed_epoch_and_position(ray_session, smok
     assert -1.0 <= float(b0["weak"].min()) and float(b0["weak"].max()) <= 1.0
     # one pass shows every clip once
     assert sorted(c for batch in ids[:per_pass] for c in batch) == sorted(
-        c.clip_id for c in shards.iter_clips(cfg.data.uri, "train")
+        c.clip_id for c in store.iter_clips(cfg.data.uri, "train")
     )
     tail_ids, tail = _stream(cfg, 0, steps, skip=3)
     assert tail_ids == ids[3:]
@@ -254,14 +255,14 @@ def test_shuffle_buffer_is_seeded_and_keeps_every_item():
 
 def test_pipeline_reads_from_s3(ray_session, smoke_cfg, s3_bucket):
     uri = f"s3://{s3_bucket}/smoke"
-    shards.write_split(uri, "test", shards.iter_clips(smoke_cfg.data.uri, "test"))
+    store.write_split(uri, "test", store.iter_clips(smoke_cfg.data.uri, "test"))
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
     ids = [
         cid
         for b in pipeline.iter_eval_batches(pipeline.eval_dataset(cfg), cfg, 4)
         for cid in b["clip_id"]
     ]
-    assert sorted(ids) == sorted(c.clip_id for c in shards.iter_clips(smoke_cfg.data.uri, "test"))
+    assert sorted(ids) == sorted(c.clip_id for c in store.iter_clips(smoke_cfg.data.uri, "test"))
 
 
 def test_run_stream_continues_across_epochs(ray_session, smoke_cfg):
@@ -280,7 +281,7 @@ def _ids(batches) -> list[list[str]]:
 
 def _drop_manifest_keys(uri: str, split: str, *keys: str) -> None:
     """Rewrite a split's manifest as one written before ``keys`` existed."""
-    path = f"{uri}/{split}/{shards.MANIFEST}"
+    path = f"{uri}/{split}/{store.MANIFEST}"
     m = json.load(open(path))
     for k in keys:
         m.pop(k, None)
@@ -296,7 +297,7 @@ def test_start_up_reads_the_manifest_not_the_footers(tmp_path):
     from test_shards import make_clip
 
     uri = str(tmp_path / "ds")
-    shards.write_split(uri, "train", [make_clip(i) for i in range(5)], clips_per_file=2)
+    store.write_split(uri, "train", [make_clip(i) for i in range(5)], clips_per_file=2)
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
     whole = pipeline.train_index(cfg)
     assert not whole.from_footers and whole.counts == [2, 2, 1]
@@ -308,7 +309,7 @@ def test_start_up_reads_the_manifest_not_the_footers(tmp_path):
     assert old.from_footers and old.clip_ids == whole.clip_ids and old.counts == whole.counts
     assert old.motion_dtype == np.uint16  # no max_motion_id: the wide dtype
     clips = [make_clip(i) for i in range(10, 15)]  # other clips: not the cached index
-    shards.write_split(uri, "train", clips, clips_per_file=2, overwrite=True)
+    store.write_split(uri, "train", clips, clips_per_file=2, overwrite=True)
     listed = pipeline.train_index(cfg)
     for p in listed.paths:
         data = open(p, "rb").read()
@@ -316,7 +317,7 @@ def test_start_up_reads_the_manifest_not_the_footers(tmp_path):
     assert pipeline.train_index(cfg).clip_ids == listed.clip_ids  # no footer opened
     assert [c for f in listed.clip_ids for c in f] == [c.clip_id for c in clips]
     _drop_manifest_keys(uri, "train", "clip_ids")
-    with pytest.raises(shards.ShardFormatError, match="not a readable Parquet file"):
+    with pytest.raises(store.ShardFormatError, match="not a readable Parquet file"):
         pipeline.train_index(cfg)
 
 
@@ -325,19 +326,19 @@ def test_old_manifest_gives_the_same_batches(ray_session, smoke_cfg, tmp_path):
     as every shard written before) trains on exactly the batches of a current one."""
     import shutil
 
-    from diod_ray.data import schema
+    from diod_ray.data.shards import rows
 
     old_uri = str(tmp_path / "old")
     shutil.copytree(smoke_cfg.data.uri, old_uri)
     # rewrite the train parts with uint16 masks, as shards were written before
-    for p in shards.part_files(old_uri, "train"):
+    for p in store.part_files(old_uri, "train"):
         t = pq.read_table(p)
         wide = [
             [np.frombuffer(b, np.uint8).astype("<u2").tobytes() for b in m]
             for m in t.column("motion").to_pylist()
         ]
         t = t.set_column(t.schema.get_field_index("motion"), "motion", pa.array(wide))
-        pq.write_table(t.replace_schema_metadata(schema.SCHEMA.metadata), p)
+        pq.write_table(t.replace_schema_metadata(rows.SCHEMA.metadata), p)
     _drop_manifest_keys(old_uri, "train", "clip_ids", "max_motion_id")
     old_cfg = load_config("smoke", sets=[f"data.uri={old_uri}"])
     new = list(pipeline.iter_train_batches(smoke_cfg, 0, 3))
@@ -352,35 +353,35 @@ def test_masks_stored_no_wider_than_their_ids(tmp_path):
     both decode to the same ids, and the pipeline's blocks carry the split's narrowest dtype."""
     from test_shards import make_clip
 
-    from diod_ray.data import schema
+    from diod_ray.data.shards import rows
 
-    def narrow(i: int) -> schema.Clip:
+    def narrow(i: int) -> rows.Clip:
         c = make_clip(i)
-        return schema.Clip(c.clip_id, c.video_id, c.frames, c.motion % 200, c.gt, c.gt_moving)
+        return rows.Clip(c.clip_id, c.video_id, c.frames, c.motion % 200, c.gt, c.gt_moving)
 
     c = narrow(0)
     h, w = c.motion.shape[1:]
-    row = schema.encode_clip(c)
+    row = rows.encode_clip(c)
     assert all(len(b) == h * w for b in row["motion"] + row["gt"])
-    back = schema.decode_row(row)
+    back = rows.decode_row(row)
     np.testing.assert_array_equal(back.motion, c.motion)
     np.testing.assert_array_equal(back.gt, c.gt)
     wide = make_clip(0)  # ids up to 299
-    row = schema.encode_clip(wide)
+    row = rows.encode_clip(wide)
     assert all(len(b) == 2 * h * w for b in row["motion"]) and len(row["gt"][0]) == h * w
-    np.testing.assert_array_equal(schema.decode_row(row).motion, wide.motion)
-    png = schema.encode_clip(c, mask_codec="png")
-    np.testing.assert_array_equal(schema.decode_row(png).motion, c.motion)
+    np.testing.assert_array_equal(rows.decode_row(row).motion, wide.motion)
+    png = rows.encode_clip(c, mask_codec="png")
+    np.testing.assert_array_equal(rows.decode_row(png).motion, c.motion)
     uri = str(tmp_path / "ds")
-    m = shards.write_split(uri, "train", [c, narrow(1)])
+    m = store.write_split(uri, "train", [c, narrow(1)])
     assert m["max_motion_id"] == max(int(c.motion.max()), int(narrow(1).motion.max())) < 256
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
     assert pipeline.train_index(cfg).motion_dtype == np.uint8
-    table = pq.read_table(shards.part_files(uri, "train")[0])
+    table = pq.read_table(store.part_files(uri, "train")[0])
     out = pipeline._train_map(table, cfg, 0, 0, 0, np.uint8)
     assert out["motion"].dtype == np.uint8
     wide_uri = str(tmp_path / "wide")
-    shards.write_split(wide_uri, "train", [wide])
+    store.write_split(wide_uri, "train", [wide])
     wide_cfg = load_config("smoke", sets=[f"data.uri={wide_uri}"])
     assert pipeline.train_index(wide_cfg).motion_dtype == np.uint16
 
@@ -391,9 +392,9 @@ def test_eval_blocks_are_whole_batches_in_stored_order(ray_session, tmp_path):
     from test_shards import make_clip
 
     uri = str(tmp_path / "ds")
-    shards.write_split(uri, "test", [make_clip(i) for i in range(7)], clips_per_file=3)
+    store.write_split(uri, "test", [make_clip(i) for i in range(7)], clips_per_file=3)
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
-    stored = [c.clip_id for c in shards.iter_clips(uri, "test")]
+    stored = [c.clip_id for c in store.iter_clips(uri, "test")]
     blocks = list(pipeline.eval_dataset(cfg, batch_size=2).iter_batches(batch_size=None))
     assert [len(b["clip_id"]) for b in blocks] == [2, 2, 2, 1]
     assert [c for b in blocks for c in b["clip_id"]] == stored
@@ -406,7 +407,7 @@ def test_too_few_clips_for_a_batch(ray_session, tmp_path):
     from test_shards import make_clip
 
     uri = str(tmp_path / "ds")
-    shards.write_split(uri, "train", [make_clip(0, h=32, w=64, gt=False)])
+    store.write_split(uri, "train", [make_clip(0, h=32, w=64, gt=False)])
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
     with pytest.raises(ValueError, match="fewer clips than one batch"):
         list(pipeline.iter_train_batches(cfg, 0, 2))

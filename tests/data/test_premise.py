@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from diod_ray.data import premise
+from diod_ray.data.inspection import premise
 
 H, W, T, CELL = 48, 64, 2, 16
 
@@ -87,7 +87,7 @@ def test_features_and_verdict():
 def test_mask_quality_moving_segment_precision():
     """Share of segments that match a moving GT object (a static object's match does not
     count)."""
-    from diod_ray.data.mask_quality import MaskQuality
+    from diod_ray.data.inspection.mask_quality import MaskQuality
 
     gt = np.zeros((1, 20, 20), np.int32)
     gt[0, 0:5, 0:5] = 1  # moving, found
@@ -107,7 +107,7 @@ def test_mask_quality_moving_segment_precision():
 def small_uri(tmp_path_factory):
     """train (6 videos) and val (4 videos) of the smoke preset."""
     from diod_ray.config import load_preset
-    from diod_ray.data.generate import generate_split
+    from diod_ray.data.synthetic.generate import generate_split
 
     uri = str(tmp_path_factory.mktemp("premise") / "shards")
     cfg = load_preset("smoke")

@@ -9,9 +9,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from diod_ray.data import shards
 from diod_ray.data.errors import SplitExistsError, SplitMissingError
-from diod_ray.data.schema import META_VERSION_KEY, SCHEMA_VERSION, Clip, decode_row, encode_clip
+from diod_ray.data.shards import store
+from diod_ray.data.shards.rows import (
+    META_VERSION_KEY,
+    SCHEMA_VERSION,
+    Clip,
+    decode_row,
+    encode_clip,
+)
 
 
 def make_clip(i: int, t=3, h=8, w=12, gt=True, seed=0) -> Clip:
@@ -50,11 +56,11 @@ def test_encode_decode_round_trip(codec):
 def test_write_read_local_split(tmp_path):
     uri = str(tmp_path / "ds")
     clips = [make_clip(i) for i in range(5)]
-    manifest = shards.write_split(uri, "test", clips, clips_per_file=2)
+    manifest = store.write_split(uri, "test", clips, clips_per_file=2)
     assert [f["clips"] for f in manifest["files"]] == [2, 2, 1]
     assert manifest["max_num_ids"] == 3 and manifest["has_gt"]
-    assert shards.split_exists(uri, "test") and not shards.split_exists(uri, "train")
-    assert shards.count_clips(uri, "test") == 5
+    assert store.split_exists(uri, "test") and not store.split_exists(uri, "train")
+    assert store.count_clips(uri, "test") == 5
     # the temporary folder is gone; only the split and its manifest remain
     assert sorted(os.listdir(uri)) == ["test"]
     files = sorted(os.listdir(f"{uri}/test"))
@@ -66,23 +72,23 @@ def test_write_read_local_split(tmp_path):
     ]
     meta = pq.read_schema(f"{uri}/test/part-00000.parquet").metadata
     assert meta[META_VERSION_KEY] == str(SCHEMA_VERSION).encode()
-    back = {c.clip_id: c for c in shards.iter_clips(uri, "test")}
+    back = {c.clip_id: c for c in store.iter_clips(uri, "test")}
     assert set(back) == {c.clip_id for c in clips}
     for c in clips:
         np.testing.assert_array_equal(back[c.clip_id].frames, c.frames)
         np.testing.assert_array_equal(back[c.clip_id].motion, c.motion)
-    assert shards.validate(uri) == []
+    assert store.validate(uri) == []
 
 
 def test_existing_split_is_not_overwritten(tmp_path):
     uri = str(tmp_path / "ds")
-    shards.write_split(uri, "train", [make_clip(i, gt=False) for i in range(3)])
+    store.write_split(uri, "train", [make_clip(i, gt=False) for i in range(3)])
     before = open(f"{uri}/train/_manifest.json").read()
     with pytest.raises(SplitExistsError, match="already exists"):
-        shards.write_split(uri, "train", [make_clip(9, gt=False)])
+        store.write_split(uri, "train", [make_clip(9, gt=False)])
     assert open(f"{uri}/train/_manifest.json").read() == before
-    shards.write_split(uri, "train", [make_clip(9, gt=False)], overwrite=True)
-    assert shards.count_clips(uri, "train") == 1
+    store.write_split(uri, "train", [make_clip(9, gt=False)], overwrite=True)
+    assert store.count_clips(uri, "train") == 1
     assert sorted(os.listdir(uri)) == ["train"]
 
 
@@ -95,28 +101,28 @@ def test_failed_write_leaves_nothing(tmp_path):
         raise RuntimeError("source broke")
 
     with pytest.raises(RuntimeError, match="source broke"):
-        shards.write_split(uri, "test", clips(), clips_per_file=1)
-    assert not shards.split_exists(uri, "test")
+        store.write_split(uri, "test", clips(), clips_per_file=1)
+    assert not store.split_exists(uri, "test")
     assert os.listdir(uri) == []
     with pytest.raises(SplitMissingError, match="split 'test' does not exist"):
-        shards.count_clips(uri, "test")
+        store.count_clips(uri, "test")
 
 
 def test_s3_split(s3_bucket):
     uri = f"s3://{s3_bucket}/diod/ds"
     clips = [make_clip(i) for i in range(3)]
-    shards.write_split(uri, "test", clips, clips_per_file=2)
-    assert shards.split_exists(uri, "test")
-    assert shards.count_clips(uri, "test") == 3
-    assert shards.part_uris(uri, "test")[0] == f"s3://{s3_bucket}/diod/ds/test/part-00000.parquet"
-    got = sorted(c.clip_id for c in shards.iter_clips(uri, "test"))
+    store.write_split(uri, "test", clips, clips_per_file=2)
+    assert store.split_exists(uri, "test")
+    assert store.count_clips(uri, "test") == 3
+    assert store.part_uris(uri, "test")[0] == f"s3://{s3_bucket}/diod/ds/test/part-00000.parquet"
+    got = sorted(c.clip_id for c in store.iter_clips(uri, "test"))
     assert got == sorted(c.clip_id for c in clips)
-    assert shards.list_splits(uri) == ["test"]
-    assert shards.validate(uri, "test") == []
+    assert store.list_splits(uri) == ["test"]
+    assert store.validate(uri, "test") == []
     with pytest.raises(SplitExistsError):
-        shards.write_split(uri, "test", clips[:1])
-    shards.write_split(uri, "test", clips[:1], overwrite=True)
-    assert shards.count_clips(uri, "test") == 1
-    manifest = shards.read_manifest(uri, "test")
+        store.write_split(uri, "test", clips[:1])
+    store.write_split(uri, "test", clips[:1], overwrite=True)
+    assert store.count_clips(uri, "test") == 1
+    manifest = store.read_manifest(uri, "test")
     entry = {"name": "part-00000.parquet", "clips": 1, "clip_ids": [clips[0].clip_id]}
     assert json.loads(json.dumps(manifest))["files"] == [entry]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from diod_ray.config import SyntheticConfig, load_preset
-from diod_ray.data.synthetic import generate_video
+from diod_ray.data.synthetic.render import generate_video
 
 H, W = 64, 128
 
@@ -211,7 +211,7 @@ def test_v2_static_objects_are_the_kinds_of_moving_ones():
 def test_v2_flow_masks_carry_real_video_noise():
     """Masks from the real flow pipeline: spurious segments on the background (parallax poles,
     swaying regions), missed slow movers, merged convoys - each far above version 1."""
-    from diod_ray.data.mask_quality import MaskQuality
+    from diod_ray.data.inspection.mask_quality import MaskQuality
     from diod_ray.data.motion import motion_masks
 
     cfg = load_preset("synthetic")

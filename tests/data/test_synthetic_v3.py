@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from diod_ray.config import SyntheticConfig, load_preset
-from diod_ray.data.synthetic import generate_video
-from diod_ray.data.synthetic_v3_kinds import KINDS
+from diod_ray.data.synthetic.render import generate_video
+from diod_ray.data.synthetic.v3_kinds import KINDS
 
 H, W = 64, 128
 GRID_CELL_PX = 16  # one cell of the stride-4 attention grid
@@ -79,7 +79,7 @@ def test_static_objects_stay_put_and_moving_ones_move():
 def test_motion_masks_hold_movers_and_never_static_objects():
     """Real flow masks on a few clips: static objects are not covered beyond noise, movers are
     found, and there is background noise (spurious segments)."""
-    from diod_ray.data.mask_quality import MaskQuality
+    from diod_ray.data.inspection.mask_quality import MaskQuality
     from diod_ray.data.motion import motion_masks
 
     d = load_preset("synthetic").data
@@ -132,7 +132,7 @@ def test_premise_holds_and_the_knob_weakens_it():
     """The fixed pixel classifiers on a small sample: appearance separates objects from the
     background, colour does not; object textures on the background lower the appearance AUC."""
     pytest.importorskip("sklearn")
-    from diod_ray.data import premise
+    from diod_ray.data.inspection import premise
 
     def clips(cfg, split, n):
         for i in range(n):
@@ -159,7 +159,7 @@ def test_a_v3_folder_is_refused_under_another_version(tmp_path):
     """The manifest records version 3; a version-2 config on that folder fails in one line."""
     from diod_ray.config import load_config
     from diod_ray.data.errors import DataError
-    from diod_ray.data.generate import ensure_synthetic, generate_split
+    from diod_ray.data.synthetic.generate import ensure_synthetic, generate_split
 
     uri = str(tmp_path / "v3")
     cfg = load_config("synthetic", sets=[f"data.uri={uri}"])

@@ -10,7 +10,8 @@ import pytest
 from test_shards import make_clip
 
 from diod_ray.config import load_config, to_dict
-from diod_ray.data import pipeline, shards
+from diod_ray.data.shards import store
+from diod_ray.data.streaming import pipeline
 
 
 def _make_loop():
@@ -22,7 +23,7 @@ def _make_loop():
         import ray.train
 
         from diod_ray.config import from_dict
-        from diod_ray.data.pipeline import iter_eval_batches, train_batches
+        from diod_ray.data.streaming.pipeline import iter_eval_batches, train_batches
 
         cfg = from_dict(config["cfg"])
         ctx = ray.train.get_context()
@@ -50,7 +51,7 @@ def test_two_workers_split_eval_and_read_disjoint_training_clips(
     from ray.train.torch import TorchTrainer
 
     uri = str(tmp_path / "ds")
-    shards.write_split(uri, "test", [make_clip(i) for i in range(7)], clips_per_file=3)
+    store.write_split(uri, "test", [make_clip(i) for i in range(7)], clips_per_file=3)
     cfg = load_config("smoke", sets=[f"data.uri={smoke_shards}"])
     eval_cfg = load_config("smoke", sets=[f"data.uri={uri}"])
     out = tmp_path / "out"
@@ -64,7 +65,7 @@ def test_two_workers_split_eval_and_read_disjoint_training_clips(
         dataset_config=pipeline.EvalSplit(),
     ).fit()
     r0, r1 = (json.load(open(out / f"rank{r}.json")) for r in (0, 1))
-    stored = [c.clip_id for c in shards.iter_clips(uri, "test")]
+    stored = [c.clip_id for c in store.iter_clips(uri, "test")]
     one_process = [stored[i : i + 2] for i in range(0, 7, 2)]
     for p in range(2):  # each pass: every clip exactly once, in one process's batches
         b0, b1 = r0["eval"][p], r1["eval"][p]

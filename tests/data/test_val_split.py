@@ -6,8 +6,8 @@ from diod_ray.config import apply_overrides, load_preset
 
 
 def test_per_epoch_validation_reads_the_val_split(ray_session, tmp_path):
-    from diod_ray.data import shards
-    from diod_ray.data.generate import ensure_synthetic, generate_split
+    from diod_ray.data.shards import store
+    from diod_ray.data.synthetic.generate import ensure_synthetic, generate_split
     from diod_ray.training.driver import build_trainer
 
     uri = str(tmp_path / "data")
@@ -25,7 +25,7 @@ def test_per_epoch_validation_reads_the_val_split(ray_session, tmp_path):
     ensure_synthetic(cfg, progress=False)
     # val with 2 clips, test with 4: the clip counts show which split each report read
     generate_split(cfg, "val", clips=2, overwrite=True, progress=False)
-    assert shards.count_clips(uri, "test") == 4
+    assert store.count_clips(uri, "test") == 4
     result = build_trainer(cfg).fit()
     m = result.metrics
     assert m["val/clips"] == 2

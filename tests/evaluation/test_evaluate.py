@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def smoke(tmp_path_factory):
     """Smoke-preset test shards (real generator, real optical flow) and a saved checkpoint."""
     from diod_ray.checkpoint import save_checkpoint
-    from diod_ray.data.generate import generate_split
+    from diod_ray.data.synthetic.generate import generate_split
 
     root = tmp_path_factory.mktemp("eval")
     cfg = load_preset("smoke")
@@ -41,7 +41,7 @@ def smoke(tmp_path_factory):
 
 
 def _clips(cfg):
-    from diod_ray.data.shards import iter_clips
+    from diod_ray.data.shards.store import iter_clips
 
     return list(iter_clips(cfg.data.uri, "test", cfg.storage))
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from diod_ray.checkpoint import save_checkpoint
-    from diod_ray.data.synthetic import generate_video
+    from diod_ray.data.synthetic.render import generate_video
     from diod_ray.data.video_io import write_video
 
     root = tmp_path_factory.mktemp("predict")

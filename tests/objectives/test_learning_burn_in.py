@@ -9,7 +9,7 @@ import torch
 
 from diod_ray.config import load_preset
 from diod_ray.data.motion import motion_masks
-from diod_ray.data.synthetic import generate_video
+from diod_ray.data.synthetic.render import generate_video
 from diod_ray.model import build_model
 from diod_ray.objectives.burn_in import burn_in_loss, foreground_slots, squash
 from diod_ray.objectives.masks import ids_to_masks

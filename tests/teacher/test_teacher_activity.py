@@ -179,7 +179,7 @@ def test_after_a_short_burn_in_distillation_keeps_candidates(one_torch_thread):
     then distillation steps with the default teacher: candidates are kept, the teacher term of
     eq. (5) is non-zero, and the evaluation-pass diagnostics see the same teacher."""
     from diod_ray.data.motion import motion_masks
-    from diod_ray.data.synthetic import generate_video
+    from diod_ray.data.synthetic.render import generate_video
     from diod_ray.model import build_model
     from diod_ray.objectives.burn_in import burn_in_loss
     from diod_ray.objectives.distill import distill_loss

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from diod_ray.data.synth_world import canvas_box, random_direction
+from diod_ray.data.synthetic.world import canvas_box, random_direction
 
 # rng, h, w, scale -> uint8 [h, w, 3]
 TextureFn = Callable[[np.random.Generator, int, int, float], np.ndarray]

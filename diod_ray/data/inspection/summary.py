@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from diod_ray.data.shards import iter_clips, list_splits, read_manifest
+from diod_ray.data.shards.store import iter_clips, list_splits, read_manifest
 
 if TYPE_CHECKING:
     from diod_ray.config import Config
-    from diod_ray.data.schema import Clip
+    from diod_ray.data.shards.rows import Clip
 
 # clips -> the W_fg coverage summary of a model (diod_ray.inference.fg_coverage with its
 # checkpoint bound): the caller brings the model, so data/ imports no model or checkpoint
@@ -66,9 +66,9 @@ def inspect_split(
 ) -> dict:
     """Clips, T/H/W, GT objects per clip, their share of the frame and their area in cells of the
     stride-4 attention grid, motion segments per frame and, where GT and moving flags exist,
-    :class:`~diod_ray.data.mask_quality.MaskQuality` of the motion masks and, with ``coverage``,
+    :class:`~diod_ray.data.inspection.mask_quality.MaskQuality` of the motion masks and, with ``coverage``,
     a model's W_fg coverage of static vs moving objects (:mod:`.fg_coverage`)."""
-    from diod_ray.data.mask_quality import MaskQuality
+    from diod_ray.data.inspection.mask_quality import MaskQuality
 
     settings = cfg.storage if cfg else None
     manifest = read_manifest(uri, split, settings)
@@ -141,7 +141,7 @@ def premise_section(uri: str, splits: list[str], cfg: Config | None = None) -> d
     split and scored on the val split (the test split when there is none). ``{"skipped": why}``
     when a split or GT is missing, and ``{"skipped": ..., "extra": "premise"}`` without
     scikit-learn."""
-    from diod_ray.data import premise
+    from diod_ray.data.inspection import premise
 
     settings = cfg.storage if cfg else None
     train = cfg.data.train_split if cfg else "train"

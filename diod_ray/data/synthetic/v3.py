@@ -5,7 +5,7 @@ it to static objects of the same kinds. That needs static objects to look like m
 unlike the background. Version 2 draws objects and background from one texture family, so a
 pixel classifier separates them at chance level and the premise fails. Version 3 keeps the
 renderer (world canvas, camera pan / zoom crop or warp, depth order, moving flags = scene
-motion) and draws (the kinds and textures in :mod:`diod_ray.data.synthetic_v3_kinds`, the scene
+motion) and draws (the kinds and textures in :mod:`diod_ray.data.synthetic.v3_kinds`, the scene
 here):
 
 - **Object kinds** (``KINDS``), each with its own shape family and its own texture family of
@@ -37,8 +37,14 @@ from __future__ import annotations
 import numpy as np
 
 from diod_ray.config import SyntheticConfig
-from diod_ray.data.synth_clutter import ClutterSpec, apply_sways, near_poles, sway_regions
-from diod_ray.data.synth_world import (
+from diod_ray.data.synthetic.clutter import ClutterSpec, apply_sways, near_poles, sway_regions
+from diod_ray.data.synthetic.v3_kinds import (
+    Spec,
+    background_texture,
+    mosaic,
+    paint_object_patches,
+)
+from diod_ray.data.synthetic.world import (
     PARTIAL_MOTION_P,
     Sprite,
     SyntheticVideo,
@@ -48,12 +54,6 @@ from diod_ray.data.synth_world import (
     paste_sprite,
     random_direction,
     split_seed,
-)
-from diod_ray.data.synthetic_v3_kinds import (
-    Spec,
-    background_texture,
-    mosaic,
-    paint_object_patches,
 )
 
 # object placement: tries per object, largest overlap of two objects' swept boxes (share of the
@@ -249,7 +249,7 @@ def _convoy_mate(rng, scale, lead: Spec, tl, vel, moves, off, inner, boxes):
 
 
 # ------------------------------------------------------------------------------------------
-# the clip (background clutter: diod_ray/data/synth_clutter.py)
+# the clip (background clutter: diod_ray/data/synthetic/clutter.py)
 # ------------------------------------------------------------------------------------------
 
 

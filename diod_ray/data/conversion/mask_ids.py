@@ -1,5 +1,5 @@
 """Instance-id masks of the converters: reading PNGs, KITTI's instance encoding, id relabelling
-(``diod_ray.data.convert``; the authors' conventions in docs/data.md and docs/reference-notes.md §5)."""
+(``diod_ray.data.conversion.convert``; the authors' conventions in docs/data.md and docs/reference-notes.md §5)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from diod_ray.data.errors import SourceError
-from diod_ray.data.schema import MAX_MASK_ID
+from diod_ray.data.shards.rows import MAX_MASK_ID
 
 
 def read_mask(path: Path) -> np.ndarray:

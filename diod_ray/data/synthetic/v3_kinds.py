@@ -1,6 +1,6 @@
 """Synthetic benchmark version 3, what it draws: object kinds and the textures of objects and
 background (docs/data.md). The scene (placement, motion, clutter, the clip) is
-:mod:`diod_ray.data.synthetic_v3`, whose docstring says why version 3 draws these.
+:mod:`diod_ray.data.synthetic.v3`, whose docstring says why version 3 draws these.
 
 - **Object kinds** (:data:`KINDS`), each with its own shape family and its own texture family of
   fine two-colour patterns: ``car`` (rounded boxes, plaid grid), ``person`` (tall capsules /
@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from diod_ray.data.synth_draw import value_noise
+from diod_ray.data.synthetic.draw import value_noise
 
 KINDS = ("car", "person", "sign")
 # object area (px at 64x128; the stride-4 grid cell is 16 px): uniform in this range

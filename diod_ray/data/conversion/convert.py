@@ -34,16 +34,16 @@ import numpy as np
 from tqdm import tqdm
 
 from diod_ray.config import Config
-from diod_ray.data.augment import resize_frames
-from diod_ray.data.errors import SourceError
-from diod_ray.data.mask_ids import (  # noqa: F401 - decode_kitti_instances re-exported
+from diod_ray.data.conversion.mask_ids import (  # noqa: F401 - decode_kitti_instances re-exported
     decode_kitti_instances,
     read_mask,
     relabel_per_frame,
     relabel_video,
 )
-from diod_ray.data.schema import Clip
-from diod_ray.data.shards import ShardWriter
+from diod_ray.data.errors import SourceError
+from diod_ray.data.shards.rows import Clip
+from diod_ray.data.shards.store import ShardWriter
+from diod_ray.data.streaming.augment import resize_frames
 from diod_ray.data.video_io import IMAGE_SUFFIXES, read_frames, read_image
 
 LAYOUTS = ("tri-pd", "kitti", "movi-e", "frames")
@@ -287,7 +287,7 @@ def video_to_clips(
 ) -> list[Clip]:
     """Resize to the config resolution, fill in motion masks from flow where the source has none,
     normalise GT ids, derive moving flags where GT has none (``moving_flags="derive"``, videos of
-    2+ frames; :mod:`diod_ray.data.moving_flags`), and cut clips of ``data.clip_len`` frames."""
+    2+ frames; :mod:`diod_ray.data.conversion.moving_flags`), and cut clips of ``data.clip_len`` frames."""
     from diod_ray.data.motion import motion_masks
 
     d = cfg.data
@@ -320,7 +320,7 @@ def video_to_clips(
         )
     gt_moving = video.gt_moving
     if gt is not None and gt_moving is None and moving_flags == "derive" and n > 1:
-        from diod_ray.data.moving_flags import derive_moving
+        from diod_ray.data.conversion.moving_flags import derive_moving
 
         gt_moving = derive_moving(frames, gt, d.flow)  # whole video: flow across clip cuts
     length = min(d.clip_len, n) if d.clip_len > 0 else n
@@ -375,7 +375,7 @@ def convert(
         clips_per_file=clips_per_file,
         overwrite=overwrite,
         info={
-            "converter": f"diod_ray.data.convert --layout {layout}",
+            "converter": f"diod_ray.data.conversion.convert --layout {layout}",
             "src": str(root),
             "moving_flags": "none" if split == "train" else moving_flags,
         },

@@ -16,8 +16,8 @@ from concurrent.futures.process import BrokenProcessPool
 from tqdm import tqdm
 
 from diod_ray.config import Config
-from diod_ray.data.schema import Clip
-from diod_ray.data.shards import ShardWriter, split_exists
+from diod_ray.data.shards.rows import Clip
+from diod_ray.data.shards.store import ShardWriter, split_exists
 
 # generation uses a process pool of this size when there are at least POOL_MIN_CLIPS clips
 POOL_WORKERS = 2
@@ -41,7 +41,7 @@ def render_clips(cfg: Config, split: str, index: int) -> list[Clip]:
     """Video ``index`` of ``split`` -> clips of ``data.clip_len`` frames (non-overlapping; a video
     of exactly ``clip_len`` frames is one clip), with motion masks from optical flow."""
     from diod_ray.data.motion import motion_masks
-    from diod_ray.data.synthetic import generate_video
+    from diod_ray.data.synthetic.render import generate_video
 
     d = cfg.data
     video = generate_video(d.synthetic, d.height, d.width, split, index)
@@ -113,7 +113,7 @@ def generate_split(
         clips_per_file=CLIPS_PER_FILE,
         overwrite=overwrite,
         info={
-            "generator": "diod_ray.data.generate",
+            "generator": "diod_ray.data.synthetic.generate",
             "synthetic": vars(cfg.data.synthetic).copy(),
             "flow": vars(cfg.data.flow).copy(),
             "min_mask_pixels": cfg.data.min_mask_pixels,
@@ -156,7 +156,7 @@ def _check_version(cfg: Config, split: str) -> None:
     """The split's generator version (manifests before version 2 existed: 1) must be the
     config's ``data.synthetic.version``."""
     from diod_ray.data.errors import DataError
-    from diod_ray.data.shards import read_manifest
+    from diod_ray.data.shards.store import read_manifest
 
     synth = read_manifest(cfg.data.uri, split, cfg.storage).get("synthetic")
     if not isinstance(synth, dict):

@@ -1,6 +1,6 @@
 """Synthetic benchmark version 2: the conditions DIOD's claim depends on (docs/data.md).
 
-Version 1 (``synthetic.py``) paints saturated objects on a desaturated floor and its flow masks
+Version 1 (``v1.py``) paints saturated objects on a desaturated floor and its flow masks
 are nearly clean, so after burn-in W_fg already covers static objects as well as moving ones and
 distillation has nothing to add. Version 2 keeps the renderer (world canvas, camera crop / warp,
 depth order, moving flags = scene motion) and changes what is drawn:
@@ -32,9 +32,9 @@ import cv2
 import numpy as np
 
 from diod_ray.config import SyntheticConfig
-from diod_ray.data.synth_clutter import ClutterSpec, apply_sways, near_poles, sway_regions
-from diod_ray.data.synth_draw import shape_mask, texture_pattern, value_noise
-from diod_ray.data.synth_world import (
+from diod_ray.data.synthetic.clutter import ClutterSpec, apply_sways, near_poles, sway_regions
+from diod_ray.data.synthetic.draw import shape_mask, texture_pattern, value_noise
+from diod_ray.data.synthetic.world import (
     Sprite,
     SyntheticVideo,
     camera_and_canvas,

@@ -18,14 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from diod_ray.config import SyntheticConfig
-from diod_ray.data.synth_draw import (
+from diod_ray.data.synthetic.draw import (
     hsv_colour,
     shade,
     shape_mask,
     texture_pattern,
     value_noise,
 )
-from diod_ray.data.synth_world import (
+from diod_ray.data.synthetic.world import (
     BG_TEXTURE_AMP,
     Sprite,
     SyntheticVideo,
@@ -40,23 +40,11 @@ from diod_ray.data.synth_world import (
 )
 
 
-def generate_video(
+def generate_video_v1(
     cfg: SyntheticConfig, height: int, width: int, split: str, index: int
 ) -> SyntheticVideo:
-    """Render clip ``index`` of ``split``; deterministic from ``(cfg.seed, split, index)``.
-
-    ``cfg.version`` 2 renders the harder benchmark of :mod:`diod_ray.data.synthetic_v2`, 3 the
-    one of :mod:`diod_ray.data.synthetic_v3`."""
-    if cfg.version == 2:
-        from diod_ray.data.synthetic_v2 import generate_video_v2
-
-        return generate_video_v2(cfg, height, width, split, index)
-    if cfg.version == 3:
-        from diod_ray.data.synthetic_v3 import generate_video_v3
-
-        return generate_video_v3(cfg, height, width, split, index)
-    if cfg.version != 1:
-        raise ValueError(f"data.synthetic.version: unknown version {cfg.version!r} (1, 2 or 3)")
+    """Render clip ``index`` of ``split`` (version 1); deterministic from
+    ``(cfg.seed, split, index)``."""
     if cfg.style not in ("tabletop", "driving"):
         raise ValueError(f"data.synthetic.style: unknown style {cfg.style!r}")
     if not 1 <= cfg.min_objects <= cfg.max_objects:

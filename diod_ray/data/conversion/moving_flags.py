@@ -112,16 +112,16 @@ def flag_agreement(derived: np.ndarray, truth: np.ndarray, gt: np.ndarray) -> np
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m diod_ray.data.moving_flags``: precision / recall of derived moving flags on
+    """``python -m diod_ray.data.conversion.moving_flags``: precision / recall of derived moving flags on
     generated synthetic clips, where the true flags are known; prints one JSON object."""
     import argparse
     import json
 
     from diod_ray.config import add_config_args, config_from_args
-    from diod_ray.data.synthetic import generate_video
+    from diod_ray.data.synthetic.render import generate_video
 
     ap = argparse.ArgumentParser(
-        prog="python -m diod_ray.data.moving_flags", description=main.__doc__
+        prog="python -m diod_ray.data.conversion.moving_flags", description=main.__doc__
     )
     add_config_args(ap)
     ap.add_argument("--split", default="val")

@@ -12,7 +12,7 @@ Training data is a deterministic function of (shuffle seed, epoch, pass, positio
 
 - :class:`TrainStream`: each rank builds ONE Dataset for the rest of its run (all remaining
   epochs and passes, planned from the manifest's clip counts by
-  :func:`diod_ray.data.order.epoch_plan`), when its worker starts (after the checkpoint is
+  :func:`diod_ray.data.streaming.order.epoch_plan`), when its worker starts (after the checkpoint is
   restored, so a resumed run plans from its step) and never again; the pipeline stays warm
   across epoch boundaries. It runs with ``preserve_order=True``, so the clip stream does not
   depend on task timing.
@@ -55,9 +55,11 @@ import torch
 
 from diod_ray import storage
 from diod_ray.config import Config, to_dict
-from diod_ray.data.augment import augment_clip, random_window, resize_frames
 from diod_ray.data.errors import DataError, ShardFormatError
-from diod_ray.data.order import (
+from diod_ray.data.shards.rows import check_table_schema, decode_row
+from diod_ray.data.shards.store import Split, open_split, read_part
+from diod_ray.data.streaming.augment import augment_clip, random_window, resize_frames
+from diod_ray.data.streaming.order import (
     BUFFER,
     FileRead,
     PassPlan,
@@ -68,8 +70,6 @@ from diod_ray.data.order import (
     rng,
     shuffle_buffer,
 )
-from diod_ray.data.schema import check_table_schema, decode_row
-from diod_ray.data.shards import Split, open_split, read_part
 
 # clips per map output: small keeps memory flat at 480x968 and streams well
 MAP_BATCH_CLIPS = 4

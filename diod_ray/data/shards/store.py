@@ -33,7 +33,7 @@ from diod_ray.data.errors import (
     SplitExistsError,
     SplitMissingError,
 )
-from diod_ray.data.schema import (
+from diod_ray.data.shards.rows import (
     SCHEMA,
     SCHEMA_VERSION,
     Clip,

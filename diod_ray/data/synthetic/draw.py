@@ -1,6 +1,6 @@
 """Drawing primitives of the synthetic benchmark: value noise, colours, texture patterns and
-filled silhouettes (numpy + cv2). Shared by version 1 (``synthetic.py``) and version 2
-(``synthetic_v2.py``); moving code here must not change a single draw (tests/data/test_synthetic.py
+filled silhouettes (numpy + cv2). Shared by version 1 (``v1.py``) and version 2
+(``v2.py``); moving code here must not change a single draw (tests/data/test_synthetic.py
 pins version 1's output).
 """
 

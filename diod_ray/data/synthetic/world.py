@@ -1,5 +1,5 @@
-"""The world of a synthetic clip, shared by version 1 (``synthetic.py``) and version 2
-(``synthetic_v2.py``): the clip record, objects on a world canvas, camera paths, trajectories and
+"""The world of a synthetic clip, shared by version 1 (``v1.py``) and version 2
+(``v2.py``): the clip record, objects on a world canvas, camera paths, trajectories and
 the crop / warp of the canvas into the frame. Moving code here must not change a single draw
 (tests/data/test_synthetic.py pins version 1's output).
 """
