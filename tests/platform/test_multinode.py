@@ -200,10 +200,10 @@ def cluster_run(tmp_path_factory, smoke_shards) -> dict:
     """Runs SCRIPT once; its RESULT line as a dict (and the script's console, for messages).
 
     What it costs (``pytest tests/platform/test_multinode.py --durations=3``, 2 cores shared with
-    other Ray runs, load average 15-60): 120 s and 143 s. The script's phase clock
-    (``out["seconds"]``, kept in <work>/result.json beside its console.txt) of the 120 s run: head up 33 s, two more
-    nodes 11 s, plan 1 s, the sweep stage 53 s, shut-down 3 s. The two tests it replaced took
-    43 s + 42 s in the same window."""
+    other Ray runs, load average 15-60): 68 s, 120 s and 143 s. The script's phase clock
+    (``out["seconds"]``, kept in <work>/result.json beside its console.txt) of the 68 s run:
+    head up 14 s, two more nodes 5 s, plan 1.5 s, the sweep stage 39 s, shut-down 2 s. The two
+    tests it replaced took 43 s + 42 s in the window of the 120 s run."""
     work = tmp_path_factory.mktemp("multinode")
     env = {
         **os.environ,
