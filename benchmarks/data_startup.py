@@ -118,19 +118,20 @@ def timed(log: str, fn):
 def startup(cfg, log: str, manifest: dict, fs, root: str) -> dict:
     import ray
 
-    from diod_ray.data.streaming import pipeline
+    from diod_ray.data.streaming.batches import TrainStream
+    from diod_ray.data.streaming.datasets import train_index
 
     out: dict = {}
     # after: the current manifest
-    index, t, req = timed(log, lambda: pipeline.train_index(cfg))
+    index, t, req = timed(log, lambda: train_index(cfg))
     assert not index.from_footers
     out["after_index"] = {"seconds": t, "requests": req}
     steps = len(index.paths) * 2 // cfg.data.batch_size
-    _, t, req = timed(log, lambda: pipeline.TrainStream(cfg, steps, epoch=0, end_epoch=24).dataset)
+    _, t, req = timed(log, lambda: TrainStream(cfg, steps, epoch=0, end_epoch=24).dataset)
     out["after_run_dataset_24_epochs"] = {"seconds": t, "requests": req}
     # before: the manifest as written before clip ids
     write_manifest(fs, root, old_manifest(manifest))
-    index, t, req = timed(log, lambda: pipeline.train_index(cfg))
+    index, t, req = timed(log, lambda: train_index(cfg))
     assert index.from_footers
     out["before_index_footers"] = {"seconds": t, "requests": req}
     paths = list(index.paths)
@@ -148,14 +149,15 @@ def startup(cfg, log: str, manifest: dict, fs, root: str) -> dict:
 def readers_rates(cfg, readers: list[int], epochs: int = 3) -> dict:
     """Per reader count: a fresh run stream of ``epochs`` epochs consumed whole (start-up
     included, as a worker's run starts); clips/s over it, and the first batch's latency."""
-    from diod_ray.data.streaming import pipeline
+    from diod_ray.data.streaming.batches import TrainStream
+    from diod_ray.data.streaming.datasets import train_index
 
-    index = pipeline.train_index(cfg)
+    index = train_index(cfg)
     steps = sum(index.counts) // cfg.data.batch_size
     out = {}
     for k in readers:
         t0 = time.perf_counter()
-        s = pipeline.TrainStream(cfg, steps, epoch=0, end_epoch=epochs, readers=k)
+        s = TrainStream(cfg, steps, epoch=0, end_epoch=epochs, readers=k)
         got, first = 0, None
         for e in range(epochs):
             for b in s.epoch(e):

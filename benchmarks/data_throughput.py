@@ -31,7 +31,13 @@ from diod_ray.config import load_config  # noqa: E402
 from diod_ray.data.motion import motion_masks  # noqa: E402
 from diod_ray.data.shards import store  # noqa: E402
 from diod_ray.data.shards.rows import SCHEMA, Clip, decode_row, encode_clip  # noqa: E402
-from diod_ray.data.streaming import pipeline  # noqa: E402
+from diod_ray.data.streaming.batches import iter_train_batches  # noqa: E402
+from diod_ray.data.streaming.datasets import (  # noqa: E402
+    MAP_BATCH_CLIPS,
+    _train_map,
+    train_dataset,
+    train_index,
+)
 from diod_ray.data.synthetic.render import generate_video  # noqa: E402
 
 
@@ -82,8 +88,8 @@ def decode_augment(cfg, clips: list[Clip]) -> float:
     """The map_batches UDF alone (decode + weak/strong augmentation), one process, clips/s."""
     table = pa.Table.from_pylist([encode_clip(c) for c in clips], schema=SCHEMA)
     t0 = time.perf_counter()
-    for i in range(0, table.num_rows, pipeline.MAP_BATCH_CLIPS):
-        pipeline._train_map(table.slice(i, pipeline.MAP_BATCH_CLIPS), cfg)
+    for i in range(0, table.num_rows, MAP_BATCH_CLIPS):
+        _train_map(table.slice(i, MAP_BATCH_CLIPS), cfg)
     return _rate(table.num_rows, time.perf_counter() - t0)
 
 
@@ -103,7 +109,7 @@ def ray_pipeline(cfg, uri: str, passes: int = 2) -> dict:
     rates = []
     for p in range(passes):
         t0 = time.perf_counter()
-        got = sum(1 for _ in pipeline.iter_train_batches(c, p, n, "cpu"))
+        got = sum(1 for _ in iter_train_batches(c, p, n, "cpu"))
         rates.append((got, round(time.perf_counter() - t0, 2)))
     # a pass includes Ray Data's start-up (planning, task launch: seconds on 2 cores)
     return {
@@ -119,12 +125,12 @@ def order_cost(cfg, uri: str, reps: int = 3) -> dict:
     from diod_ray.data.streaming.order import FileRead
 
     c = _bench_cfg(cfg, uri)
-    counts = pipeline.train_index(c).counts
+    counts = train_index(c).counts
     best = {True: 0.0, False: 0.0}
     for r in range(reps):
         for keep in (True, False):
             tasks = [(r, 0, FileRead(i, 0, 1, n)) for i, n in enumerate(counts)]
-            ds = pipeline.train_dataset(c, tasks)
+            ds = train_dataset(c, tasks)
             ds.context.execution_options.preserve_order = keep
             t0 = time.perf_counter()
             n = sum(len(b["clip_id"]) for b in ds.iter_batches(batch_size=None))

@@ -3,8 +3,8 @@
     python benchmarks/synthetic_quality.py                      # 64 test clips, synthetic preset
     python benchmarks/synthetic_quality.py --height 480 --width 968 --clips 2 --threads 1
 
-Quality is :class:`diod_ray.data.inspection.mask_quality.MaskQuality` of the flow-derived motion masks
-against the generator's ground truth, overall and split by camera motion.
+Quality is :class:`diod_ray.data.inspection.mask_quality.MaskQuality` of the flow-derived motion
+masks against the generator's ground truth, overall and split by camera motion.
 """
 
 from __future__ import annotations

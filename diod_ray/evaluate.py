@@ -89,7 +89,7 @@ def _preconditions(model, cfg, ds, batch_size, device, protocol, split) -> dict:
     teacher is made from them exactly as the switch makes it (:func:`~diod_ray.teacher.
     build_teacher`), so a kept burn-in checkpoint is rated as a distillation branch from it would
     be at its switch."""
-    from diod_ray.data.streaming.pipeline import iter_eval_batches
+    from diod_ray.data.streaming.batches import iter_eval_batches
     from diod_ray.preconditions import measure_preconditions, summary_json
     from diod_ray.teacher import build_teacher
 
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         sets["data.uri"] = args.data
     cfg = apply_overrides(cfg, sets)
 
-    from diod_ray.data.streaming.pipeline import eval_dataset, iter_eval_batches
+    from diod_ray.data.streaming.batches import iter_eval_batches
+    from diod_ray.data.streaming.datasets import eval_dataset
     from diod_ray.training.driver import ensure_ray
 
     # joins RAY_ADDRESS when set, else a fresh local Ray; Ray Data's per-execution console blocks

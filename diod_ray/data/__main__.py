@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument(
         "--no-premise",
         action="store_true",
-        help="skip the pixel classifiers (object vs background AUC, diod_ray/data/inspection/premise.py)",
+        help="skip the pixel classifiers (object vs background AUC, data/inspection/premise.py)",
     )
 
     v = sub.add_parser("validate", help="check every shard; non-zero exit on problems")

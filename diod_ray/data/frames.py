@@ -12,7 +12,7 @@ from diod_ray.data.streaming.augment import resize_frames
 
 def prepare_frames(frames: np.ndarray, height: int, width: int, colour_order: str) -> torch.Tensor:
     """uint8 RGB [N,H0,W0,3] -> float32 [N,3,height,width] normalised like the data pipeline
-    ((x/255 - 0.5) / 0.5, see ``diod_ray.data.streaming.pipeline.normalise_frames``), channels in the
+    ((x/255 - 0.5) / 0.5, see ``diod_ray.data.streaming.batches.normalise_frames``), channels in the
     configured order."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 RGB frames [N,H,W,3], got {frames.dtype} {frames.shape}")

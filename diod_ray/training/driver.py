@@ -50,7 +50,8 @@ def build_trainer(cfg: Config, *, callbacks=()):
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from diod_ray.data.streaming.pipeline import EvalSplit, eval_dataset, train_index
+    from diod_ray.data.streaming.datasets import eval_dataset, train_index
+    from diod_ray.data.streaming.eval_split import EvalSplit
     from diod_ray.training.eval_in_run import head_dataset, head_limit
     from diod_ray.training.loop import train_loop_per_worker
 

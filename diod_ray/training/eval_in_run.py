@@ -1,7 +1,7 @@
 """Evaluation inside a run: every rank evaluates its share of the eval dataset (split over the
-ranks by Train, diod_ray.data.streaming.pipeline.EvalSplit) and the counters are summed over the ranks
-(:func:`diod_ray.inference.evaluate_model` with ``all_reduce``), so the numbers are the ones one
-process would compute (docs/metrics.md)."""
+ranks by Train, diod_ray.data.streaming.eval_split.EvalSplit) and the counters are summed over the
+ranks (:func:`diod_ray.inference.evaluate_model` with ``all_reduce``), so the numbers are the ones
+one process would compute (docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ def head_limit(cfg, max_clips: int) -> int:
 
 def rank_eval_batches(ts: TrainState, shard):
     """This rank's share of an evaluation pass: its shard of the eval dataset, which Train split
-    over the ranks (diod_ray.data.streaming.pipeline.EvalSplit: in stored order, in blocks of
+    over the ranks (diod_ray.data.streaming.eval_split.EvalSplit: in stored order, in blocks of
     ``run.eval_batch_size`` clips), so every clip is read and decoded by one rank only and the
     batches are the ones one process would form; the counters are summed over the ranks
     afterwards (``all_reduce``), giving the numbers one process would. Every rank iterates its
     whole shard (a shard may hold no batch)."""
-    from diod_ray.data.streaming.pipeline import iter_eval_batches
+    from diod_ray.data.streaming.batches import iter_eval_batches
 
     return iter_eval_batches(shard, ts.cfg, ts.cfg.run.eval_batch_size, ts.device)
 

@@ -82,10 +82,10 @@ def _iter_batches(
     cfg: Config, epoch: int, steps: int, skip: int, device: torch.device, rank: int, world: int
 ):
     """Batches ``skip``..``steps``-1 of ``epoch`` for this rank, from the rank's one Dataset for
-    the rest of the run (diod_ray/data/streaming/pipeline.py, ``train_batches``): built at the first epoch
-    this worker runs and continued at every later one, so the stream is a function of (data seed,
-    epoch, rank) and not of Ray Data's task timing, with no per-epoch start-up."""
-    from diod_ray.data.streaming.pipeline import train_batches
+    the rest of the run (diod_ray/data/streaming/batches.py, ``train_batches``): built at the first
+    epoch this worker runs and continued at every later one, so the stream is a function of (data
+    seed, epoch, rank) and not of Ray Data's task timing, with no per-epoch start-up."""
+    from diod_ray.data.streaming.batches import train_batches
 
     end = make_plan(cfg, steps).total_epochs
     return train_batches(

@@ -16,7 +16,7 @@ from diod_ray.data.conversion.convert import convert
 from diod_ray.data.errors import DataError, ShardFormatError, SourceError, StorageError
 from diod_ray.data.shards import store
 from diod_ray.data.shards.rows import SCHEMA, Clip, encode_clip
-from diod_ray.data.streaming.pipeline import _check_parts
+from diod_ray.data.streaming.datasets import _check_parts
 
 
 def _split(tmp_path, n=4, per_file=2) -> tuple[str, str]:

@@ -13,7 +13,9 @@ import torch
 
 from diod_ray.config import AugmentConfig, load_config
 from diod_ray.data.shards import store
-from diod_ray.data.streaming import augment, order, pipeline
+from diod_ray.data.streaming import augment, order
+from diod_ray.data.streaming.batches import iter_eval_batches, iter_train_batches, train_batches
+from diod_ray.data.streaming.datasets import _eval_map, _train_map, eval_dataset, train_index
 
 # ------------------------------------------------------------------------------------------
 # augmentation, no Ray
@@ -110,14 +112,14 @@ def test_map_functions_without_ray(smoke_cfg):
     """The map_batches UDFs on one part file: uint8 views, colour order, padding."""
     part = store.part_files(smoke_cfg.data.uri, "test")[0]
     table = pq.read_table(part)
-    out = pipeline._train_map(table, smoke_cfg)
+    out = _train_map(table, smoke_cfg)
     n = table.num_rows
     assert out["weak"].shape == (n, 3, 32, 64, 3) and out["weak"].dtype == np.uint8
     assert list(out["clip_id"]) == table.column("clip_id").to_pylist()
     assert out["motion"].shape == (n, 3, 32, 64)
-    rgb = pipeline._eval_map(table, smoke_cfg, width=5)
+    rgb = _eval_map(table, smoke_cfg, width=5)
     bgr_cfg = load_config("smoke", sets=[f"data.uri={smoke_cfg.data.uri}", "data.colour_order=bgr"])
-    bgr = pipeline._eval_map(table, bgr_cfg, width=5)
+    bgr = _eval_map(table, bgr_cfg, width=5)
     np.testing.assert_array_equal(bgr["frames"], rgb["frames"][..., ::-1])
     assert rgb["gt_moving"].shape == (n, 3, 5) and not rgb["gt_moving"][..., 0].any()
 
@@ -126,7 +128,7 @@ def test_eval_batches_cover_every_clip_once(ray_session, smoke_cfg):
     cfg = smoke_cfg
     stored = {c.clip_id: c for c in store.iter_clips(cfg.data.uri, "test")}
     seen = []
-    for b in pipeline.iter_eval_batches(pipeline.eval_dataset(cfg), cfg, batch_size=3):
+    for b in iter_eval_batches(eval_dataset(cfg), cfg, batch_size=3):
         B = len(b["clip_id"])
         assert b["frames"].shape == (B, 3, 3, 32, 64) and b["frames"].dtype == torch.float32
         assert b["gt"].dtype == torch.int64 and b["motion"].dtype == torch.int64
@@ -148,19 +150,19 @@ def test_train_map_is_independent_of_batch_composition(smoke_cfg):
     the clips one by one or all at once (any number of Ray Data tasks) gives the same views."""
     part = store.part_files(smoke_cfg.data.uri, "train")[0]
     table = pq.read_table(part)
-    whole = pipeline._train_map(table, smoke_cfg, epoch=3)
+    whole = _train_map(table, smoke_cfg, epoch=3)
     for i in range(table.num_rows):
-        one = pipeline._train_map(table.slice(i, 1), smoke_cfg, epoch=3)
+        one = _train_map(table.slice(i, 1), smoke_cfg, epoch=3)
         assert one["clip_id"][0] == whole["clip_id"][i]
         for k in ("weak", "strong", "motion"):
             np.testing.assert_array_equal(one[k][0], whole[k][i])
-    other = pipeline._train_map(table, smoke_cfg, epoch=4)
+    other = _train_map(table, smoke_cfg, epoch=4)
     assert any(not np.array_equal(other["strong"][i], whole["strong"][i]) for i in range(8))
 
 
 def _stream(cfg, epoch, steps, **kw):
     """(clip ids per batch, the batches) of iter_train_batches."""
-    batches = list(pipeline.iter_train_batches(cfg, epoch, steps, "cpu", **kw))
+    batches = list(iter_train_batches(cfg, epoch, steps, "cpu", **kw))
     return [b["clip_id"] for b in batches], batches
 
 
@@ -257,11 +259,7 @@ def test_pipeline_reads_from_s3(ray_session, smoke_cfg, s3_bucket):
     uri = f"s3://{s3_bucket}/smoke"
     store.write_split(uri, "test", store.iter_clips(smoke_cfg.data.uri, "test"))
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
-    ids = [
-        cid
-        for b in pipeline.iter_eval_batches(pipeline.eval_dataset(cfg), cfg, 4)
-        for cid in b["clip_id"]
-    ]
+    ids = [cid for b in iter_eval_batches(eval_dataset(cfg), cfg, 4) for cid in b["clip_id"]]
     assert sorted(ids) == sorted(c.clip_id for c in store.iter_clips(smoke_cfg.data.uri, "test"))
 
 
@@ -269,10 +267,10 @@ def test_run_stream_continues_across_epochs(ray_session, smoke_cfg):
     """One Dataset for three epochs (train_batches, as the loop uses it) gives the batches of
     three one-epoch streams; asking for another position builds a stream there."""
     cfg = smoke_cfg
-    run = [_ids(pipeline.train_batches(cfg, e, 3, end_epoch=3)) for e in range(3)]
-    alone = [_ids(pipeline.iter_train_batches(cfg, e, 3)) for e in range(3)]
+    run = [_ids(train_batches(cfg, e, 3, end_epoch=3)) for e in range(3)]
+    alone = [_ids(iter_train_batches(cfg, e, 3)) for e in range(3)]
     assert run == alone
-    assert _ids(pipeline.train_batches(cfg, 1, 3, skip=1, end_epoch=3)) == alone[1][1:]
+    assert _ids(train_batches(cfg, 1, 3, skip=1, end_epoch=3)) == alone[1][1:]
 
 
 def _ids(batches) -> list[list[str]]:
@@ -299,26 +297,26 @@ def test_start_up_reads_the_manifest_not_the_footers(tmp_path):
     uri = str(tmp_path / "ds")
     store.write_split(uri, "train", [make_clip(i) for i in range(5)], clips_per_file=2)
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
-    whole = pipeline.train_index(cfg)
+    whole = train_index(cfg)
     assert not whole.from_footers and whole.counts == [2, 2, 1]
     assert whole.clip_ids == tuple(
         tuple(pq.read_table(p, columns=["clip_id"]).column(0).to_pylist()) for p in whole.paths
     )
     _drop_manifest_keys(uri, "train", "clip_ids", "max_motion_id")
-    old = pipeline.train_index(cfg)  # the old behaviour: every footer read once
+    old = train_index(cfg)  # the old behaviour: every footer read once
     assert old.from_footers and old.clip_ids == whole.clip_ids and old.counts == whole.counts
     assert old.motion_dtype == np.uint16  # no max_motion_id: the wide dtype
     clips = [make_clip(i) for i in range(10, 15)]  # other clips: not the cached index
     store.write_split(uri, "train", clips, clips_per_file=2, overwrite=True)
-    listed = pipeline.train_index(cfg)
+    listed = train_index(cfg)
     for p in listed.paths:
         data = open(p, "rb").read()
         open(p, "wb").write(data[: len(data) // 2])
-    assert pipeline.train_index(cfg).clip_ids == listed.clip_ids  # no footer opened
+    assert train_index(cfg).clip_ids == listed.clip_ids  # no footer opened
     assert [c for f in listed.clip_ids for c in f] == [c.clip_id for c in clips]
     _drop_manifest_keys(uri, "train", "clip_ids")
     with pytest.raises(store.ShardFormatError, match="not a readable Parquet file"):
-        pipeline.train_index(cfg)
+        train_index(cfg)
 
 
 def test_old_manifest_gives_the_same_batches(ray_session, smoke_cfg, tmp_path):
@@ -341,8 +339,8 @@ def test_old_manifest_gives_the_same_batches(ray_session, smoke_cfg, tmp_path):
         pq.write_table(t.replace_schema_metadata(rows.SCHEMA.metadata), p)
     _drop_manifest_keys(old_uri, "train", "clip_ids", "max_motion_id")
     old_cfg = load_config("smoke", sets=[f"data.uri={old_uri}"])
-    new = list(pipeline.iter_train_batches(smoke_cfg, 0, 3))
-    old = list(pipeline.iter_train_batches(old_cfg, 0, 3))
+    new = list(iter_train_batches(smoke_cfg, 0, 3))
+    old = list(iter_train_batches(old_cfg, 0, 3))
     assert _ids(new) == _ids(old)
     for a, b in zip(new, old):
         assert torch.equal(a["motion"], b["motion"]) and torch.equal(a["strong"], b["strong"])
@@ -376,14 +374,14 @@ def test_masks_stored_no_wider_than_their_ids(tmp_path):
     m = store.write_split(uri, "train", [c, narrow(1)])
     assert m["max_motion_id"] == max(int(c.motion.max()), int(narrow(1).motion.max())) < 256
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
-    assert pipeline.train_index(cfg).motion_dtype == np.uint8
+    assert train_index(cfg).motion_dtype == np.uint8
     table = pq.read_table(store.part_files(uri, "train")[0])
-    out = pipeline._train_map(table, cfg, 0, 0, 0, np.uint8)
+    out = _train_map(table, cfg, 0, 0, 0, np.uint8)
     assert out["motion"].dtype == np.uint8
     wide_uri = str(tmp_path / "wide")
     store.write_split(wide_uri, "train", [wide])
     wide_cfg = load_config("smoke", sets=[f"data.uri={wide_uri}"])
-    assert pipeline.train_index(wide_cfg).motion_dtype == np.uint16
+    assert train_index(wide_cfg).motion_dtype == np.uint16
 
 
 def test_eval_blocks_are_whole_batches_in_stored_order(ray_session, tmp_path):
@@ -395,11 +393,11 @@ def test_eval_blocks_are_whole_batches_in_stored_order(ray_session, tmp_path):
     store.write_split(uri, "test", [make_clip(i) for i in range(7)], clips_per_file=3)
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
     stored = [c.clip_id for c in store.iter_clips(uri, "test")]
-    blocks = list(pipeline.eval_dataset(cfg, batch_size=2).iter_batches(batch_size=None))
+    blocks = list(eval_dataset(cfg, batch_size=2).iter_batches(batch_size=None))
     assert [len(b["clip_id"]) for b in blocks] == [2, 2, 2, 1]
     assert [c for b in blocks for c in b["clip_id"]] == stored
     assert blocks[0]["gt"].dtype == np.uint8
-    head = list(pipeline.eval_dataset(cfg, batch_size=2, limit=4).iter_batches(batch_size=None))
+    head = list(eval_dataset(cfg, batch_size=2, limit=4).iter_batches(batch_size=None))
     assert [c for b in head for c in b["clip_id"]] == stored[:4]
 
 
@@ -410,4 +408,4 @@ def test_too_few_clips_for_a_batch(ray_session, tmp_path):
     store.write_split(uri, "train", [make_clip(0, h=32, w=64, gt=False)])
     cfg = load_config("smoke", sets=[f"data.uri={uri}"])
     with pytest.raises(ValueError, match="fewer clips than one batch"):
-        list(pipeline.iter_train_batches(cfg, 0, 2))
+        list(iter_train_batches(cfg, 0, 2))

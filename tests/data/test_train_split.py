@@ -11,7 +11,9 @@ from test_shards import make_clip
 
 from diod_ray.config import load_config, to_dict
 from diod_ray.data.shards import store
-from diod_ray.data.streaming import pipeline
+from diod_ray.data.streaming.batches import iter_train_batches
+from diod_ray.data.streaming.datasets import eval_dataset
+from diod_ray.data.streaming.eval_split import EvalSplit
 
 
 def _make_loop():
@@ -23,7 +25,7 @@ def _make_loop():
         import ray.train
 
         from diod_ray.config import from_dict
-        from diod_ray.data.streaming.pipeline import iter_eval_batches, train_batches
+        from diod_ray.data.streaming.batches import iter_eval_batches, train_batches
 
         cfg = from_dict(config["cfg"])
         ctx = ray.train.get_context()
@@ -61,8 +63,8 @@ def test_two_workers_split_eval_and_read_disjoint_training_clips(
         train_loop_config={"cfg": to_dict(cfg), "out": str(out)},
         scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
         run_config=ray.train.RunConfig(name="split", storage_path=str(tmp_path / "runs")),
-        datasets={"test": pipeline.eval_dataset(eval_cfg, batch_size=2)},
-        dataset_config=pipeline.EvalSplit(),
+        datasets={"test": eval_dataset(eval_cfg, batch_size=2)},
+        dataset_config=EvalSplit(),
     ).fit()
     r0, r1 = (json.load(open(out / f"rank{r}.json")) for r in (0, 1))
     stored = [c.clip_id for c in store.iter_clips(uri, "test")]
@@ -76,4 +78,4 @@ def test_two_workers_split_eval_and_read_disjoint_training_clips(
         t0, t1 = r0["train"][e], r1["train"][e]
         assert len(t0) == len(t1) == 2 and all(len(b) == 1 for b in t0 + t1)
         assert not {c for b in t0 for c in b} & {c for b in t1 for c in b}
-        assert t0 == [b["clip_id"] for b in pipeline.iter_train_batches(cfg, e, 2, world=2)]
+        assert t0 == [b["clip_id"] for b in iter_train_batches(cfg, e, 2, world=2)]

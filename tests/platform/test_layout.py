@@ -17,14 +17,20 @@ PACKAGE = ROOT / "diod_ray"
 MAX_LINES = 400
 LONG_MODULES = {
     "diod_ray/data/shards/store.py": "one format: row checks, part writer, manifest, reader",
-    "diod_ray/data/streaming/pipeline.py": "being rewritten by the data-path work (issue 22.3); split after",
 }
 # A function over MAX_FUNCTION_LINES (def to last line, nested functions included) is allowed
 # only here, with its reason.
 MAX_FUNCTION_LINES = 80
 LONG_FUNCTIONS: dict[str, str] = {}
-# Where Ray may be imported: Ray Train, the Ray Data pipeline, Ray Tune.
-RAY_ALLOWED = ("diod_ray/training/", "diod_ray/data/streaming/pipeline.py", "diod_ray/sweeps/")
+# Where Ray may be imported: Ray Train, the Ray Data pipeline (its three modules; the rest of
+# data/streaming/, the clip order and augmentation, is plain numpy), Ray Tune.
+RAY_ALLOWED = (
+    "diod_ray/training/",
+    "diod_ray/data/streaming/datasets.py",
+    "diod_ray/data/streaming/eval_split.py",
+    "diod_ray/data/streaming/batches.py",
+    "diod_ray/sweeps/",
+)
 STORAGE_MODULE = "diod_ray/storage.py"
 
 

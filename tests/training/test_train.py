@@ -244,7 +244,8 @@ def test_tensorboard_reaches_s3_with_each_checkpoint_and_survives_a_failed_attem
 def test_two_worker_ddp_keeps_replicas_identical(ray_session, smoke_data, tmp_path):
     """2 DDP workers (gloo) train both phases; at the end every weight agrees across ranks, and
     the evaluation split over the two ranks gives the numbers of one process evaluating all."""
-    from diod_ray.data.streaming.pipeline import eval_dataset, iter_eval_batches
+    from diod_ray.data.streaming.batches import iter_eval_batches
+    from diod_ray.data.streaming.datasets import eval_dataset
     from diod_ray.inference import evaluate_model
     from diod_ray.model import build_model
     from diod_ray.training.driver import build_trainer

@@ -287,7 +287,8 @@ def video_to_clips(
 ) -> list[Clip]:
     """Resize to the config resolution, fill in motion masks from flow where the source has none,
     normalise GT ids, derive moving flags where GT has none (``moving_flags="derive"``, videos of
-    2+ frames; :mod:`diod_ray.data.conversion.moving_flags`), and cut clips of ``data.clip_len`` frames."""
+    2+ frames; :mod:`diod_ray.data.conversion.moving_flags`), and cut clips of ``data.clip_len``
+    frames."""
     from diod_ray.data.motion import motion_masks
 
     d = cfg.data

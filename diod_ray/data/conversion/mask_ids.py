@@ -1,5 +1,6 @@
 """Instance-id masks of the converters: reading PNGs, KITTI's instance encoding, id relabelling
-(``diod_ray.data.conversion.convert``; the authors' conventions in docs/data.md and docs/reference-notes.md §5)."""
+(``diod_ray.data.conversion.convert``; the authors' conventions in docs/data.md and
+docs/reference-notes.md §5)."""
 
 from __future__ import annotations
 

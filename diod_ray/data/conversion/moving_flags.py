@@ -112,8 +112,8 @@ def flag_agreement(derived: np.ndarray, truth: np.ndarray, gt: np.ndarray) -> np
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m diod_ray.data.conversion.moving_flags``: precision / recall of derived moving flags on
-    generated synthetic clips, where the true flags are known; prints one JSON object."""
+    """``python -m diod_ray.data.conversion.moving_flags``: precision / recall of derived moving
+    flags on generated synthetic clips, where the true flags are known; prints one JSON object."""
     import argparse
     import json
 

@@ -66,8 +66,8 @@ def inspect_split(
 ) -> dict:
     """Clips, T/H/W, GT objects per clip, their share of the frame and their area in cells of the
     stride-4 attention grid, motion segments per frame and, where GT and moving flags exist,
-    :class:`~diod_ray.data.inspection.mask_quality.MaskQuality` of the motion masks and, with ``coverage``,
-    a model's W_fg coverage of static vs moving objects (:mod:`.fg_coverage`)."""
+    :class:`~diod_ray.data.inspection.mask_quality.MaskQuality` of the motion masks and, with
+    ``coverage``, a model's W_fg coverage of static vs moving objects (:mod:`.fg_coverage`)."""
     from diod_ray.data.inspection.mask_quality import MaskQuality
 
     settings = cfg.storage if cfg else None

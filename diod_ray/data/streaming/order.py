@@ -1,7 +1,7 @@
 """The order and randomness of the training data: a function of (seed, epoch, pass, rank, clip).
 
-No Ray here (diod_ray/data/streaming/pipeline.py is the only Ray Data file); see docs/performance.md,
-"Deterministic runs", for why each draw is keyed the way it is.
+No Ray here (datasets.py and eval_split.py are this package's Ray files); see
+docs/performance.md, "Deterministic runs", for why each draw is keyed the way it is.
 
 - :func:`data_seed`: ``data.shuffle_seed``, or ``run.seed`` when it is -1 (the default), so a
   sweep over ``run.seed`` varies the data order too.
