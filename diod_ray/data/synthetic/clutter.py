@@ -60,14 +60,15 @@ def sway_regions(rng, spec: ClutterSpec, ch, cw, scale, bounds, H, W, texture: T
     return out
 
 
-def apply_sways(canvas, sways, t, flicker_amp: float) -> None:
-    """Paint frame ``t`` of each swaying region onto ``canvas`` (uint8 [ch,cw,3], in place)."""
+def apply_sways(canvas, sways, t, spec: ClutterSpec) -> None:
+    """Paint frame ``t`` of each swaying region onto ``canvas`` (uint8 [ch,cw,3], in place),
+    flickering by ``spec.flicker_amp``."""
     for mask, tex, amp, phase, omega, fphase in sways:
         d = amp * np.sin(omega * t + phase)
         m = np.array([[1, 0, d[0]], [0, 1, d[1]]], np.float32)
         moved = cv2.warpAffine(tex, m, (tex.shape[1], tex.shape[0]),
                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
-        flick = flicker_amp * np.sin(1.7 * omega * t + fphase)
+        flick = spec.flicker_amp * np.sin(1.7 * omega * t + fphase)
         canvas[mask] = np.clip(moved[mask].astype(np.float32) + flick, 0, 255).astype(np.uint8)
 
 

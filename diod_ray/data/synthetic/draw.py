@@ -1,7 +1,8 @@
 """Drawing primitives of the synthetic benchmark: value noise, colours, texture patterns and
-filled silhouettes (numpy + cv2). Shared by version 1 (``v1.py``) and version 2
-(``v2.py``); moving code here must not change a single draw (tests/data/test_synthetic.py
-pins version 1's output).
+filled silhouettes (numpy + cv2), and the Voronoi cells of the v2 / v3 mosaics. Shared by
+version 1 (``v1.py``), version 2 (``v2.py``) and version 3 (``v3_kinds.py``); moving code here must
+not change a single draw (tests/data/test_synthetic.py pins version 1's output, the v2 / v3
+clips hash the same).
 """
 
 from __future__ import annotations
@@ -114,3 +115,26 @@ def shape_mask(rng, kind, h, w) -> np.ndarray:
     else:
         raise ValueError(f"unknown shape {kind!r}")
     return m.astype(bool)
+
+
+# ------------------------------------------------------------------------------------------
+# mosaics
+# ------------------------------------------------------------------------------------------
+
+
+def voronoi_cells(rng, ch: int, cw: int, scale: float, side_range) -> tuple[np.ndarray, int]:
+    """A Voronoi tessellation of a [ch,cw] canvas into cells of side about
+    ``uniform(side_range) * scale``: int32 [ch,cw] cell index and the number of cells (versions
+    2 and 3 draw their mosaics on it)."""
+    side = rng.uniform(*side_range) * scale
+    n = max(2, int(round(ch * cw / side**2)))
+    seeds = rng.uniform([0, 0], [cw, ch], (n, 2)).astype(np.float32)  # [n,2] (x, y)
+    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
+    best = np.full((ch, cw), np.inf, np.float32)
+    cell = np.zeros((ch, cw), np.int32)
+    for i, (sx, sy) in enumerate(seeds):
+        d = (xx - sx) ** 2 + (yy - sy) ** 2
+        closer = d < best
+        best[closer] = d[closer]
+        cell[closer] = i
+    return cell, n

@@ -33,7 +33,7 @@ import numpy as np
 
 from diod_ray.config import SyntheticConfig
 from diod_ray.data.synthetic.clutter import ClutterSpec, apply_sways, near_poles, sway_regions
-from diod_ray.data.synthetic.draw import shape_mask, texture_pattern, value_noise
+from diod_ray.data.synthetic.draw import shape_mask, texture_pattern, value_noise, voronoi_cells
 from diod_ray.data.synthetic.world import (
     Sprite,
     SyntheticVideo,
@@ -106,17 +106,7 @@ def texture(rng, h: int, w: int, scale: float) -> np.ndarray:
 
 def _mosaic(rng, ch: int, cw: int, scale: float) -> np.ndarray:
     """The far background: a Voronoi mosaic of textured cells, uint8 [ch,cw,3]."""
-    side = rng.uniform(*CELL_SIDE) * scale
-    n = max(2, int(round(ch * cw / side**2)))
-    seeds = rng.uniform([0, 0], [cw, ch], (n, 2)).astype(np.float32)  # [n,2] (x, y)
-    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
-    best = np.full((ch, cw), np.inf, np.float32)
-    cell = np.zeros((ch, cw), np.int32)
-    for i, (sx, sy) in enumerate(seeds):
-        d = (xx - sx) ** 2 + (yy - sy) ** 2
-        closer = d < best
-        best[closer] = d[closer]
-        cell[closer] = i
+    cell, n = voronoi_cells(rng, ch, cw, scale, CELL_SIDE)
     img = np.empty((ch, cw, 3), np.uint8)
     for i in range(n):
         ys, xs = np.nonzero(cell == i)
@@ -219,7 +209,7 @@ def generate_video_v2(
     gt = np.empty((T, height, width), np.int32)
     for t in range(T):
         canvas = background.copy()
-        apply_sways(canvas, sways, t, FLICKER_AMP)
+        apply_sways(canvas, sways, t, CLUTTER)
         ids = np.zeros((ch, cw), np.int32)
         for k, ob in enumerate(objects, start=1):  # list order = depth order (last on top)
             paste_sprite(canvas, ids, ob, t, k)

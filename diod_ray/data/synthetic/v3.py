@@ -276,7 +276,7 @@ def generate_video_v3(
     gt = np.empty((T, height, width), np.int32)
     for t in range(T):
         canvas = background.copy()
-        apply_sways(canvas, sways, t, FLICKER_AMP)
+        apply_sways(canvas, sways, t, CLUTTER)
         ids = np.zeros((ch, cw), np.int32)
         for k, ob in enumerate(obs, start=1):  # list order = depth order (last on top)
             paste_sprite(canvas, ids, ob, t, k)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from diod_ray.data.synthetic.draw import value_noise
+from diod_ray.data.synthetic.draw import value_noise, voronoi_cells
 
 KINDS = ("car", "person", "sign")
 # object area (px at 64x128; the stride-4 grid cell is 16 px): uniform in this range
@@ -116,22 +116,6 @@ def background_texture(rng, h: int, w: int, scale: float) -> np.ndarray:
     return _render(rng, pat.astype(np.float32), scale)
 
 
-def _voronoi(rng, ch: int, cw: int, scale: float, side_range=CELL_SIDE) -> tuple[np.ndarray, int]:
-    """Mosaic cells: int32 [ch,cw] cell index and the number of cells."""
-    side = rng.uniform(*side_range) * scale
-    n = max(2, int(round(ch * cw / side**2)))
-    seeds = rng.uniform([0, 0], [cw, ch], (n, 2)).astype(np.float32)  # [n,2] (x, y)
-    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
-    best = np.full((ch, cw), np.inf, np.float32)
-    cell = np.zeros((ch, cw), np.int32)
-    for i, (sx, sy) in enumerate(seeds):
-        d = (xx - sx) ** 2 + (yy - sy) ** 2
-        closer = d < best
-        best[closer] = d[closer]
-        cell[closer] = i
-    return cell, n
-
-
 def _cells_texture(img, cell, n, seeds, paint) -> None:
     """Fill each chosen cell i of ``cell`` [ch,cw] with ``paint(rng_i, h, w)`` (its own stream)."""
     for i in range(n):
@@ -148,7 +132,7 @@ def _cells_texture(img, cell, n, seeds, paint) -> None:
 def mosaic(rng, ch: int, cw: int, scale: float) -> np.ndarray:
     """The far background, uint8 [ch,cw,3]: a Voronoi mosaic of background-texture cells, each
     drawn from its own stream."""
-    cell, n = _voronoi(rng, ch, cw, scale)
+    cell, n = voronoi_cells(rng, ch, cw, scale, CELL_SIDE)
     seeds = list(rng.integers(0, 2**63, n))
     img = np.empty((ch, cw, 3), np.uint8)
     _cells_texture(img, cell, n, seeds, lambda r, h, w: background_texture(r, h, w, scale))
@@ -162,7 +146,7 @@ def paint_object_patches(rng, img: np.ndarray, share: float, scale: float) -> No
     if share <= 0:
         return
     ch, cw = img.shape[:2]
-    cell, n = _voronoi(rng, ch, cw, scale, PATCH_SIDE)
+    cell, n = voronoi_cells(rng, ch, cw, scale, PATCH_SIDE)
     cell_seeds = rng.integers(0, 2**63, n)
     area = np.bincount(cell.ravel(), minlength=n)
     seeds: list = [None] * n
