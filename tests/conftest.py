@@ -118,3 +118,46 @@ def smoke_shards(tmp_path_factory):
     uri = str(tmp_path_factory.mktemp("smoke-shards"))
     ensure_synthetic(apply_overrides(load_preset("smoke"), {"data.uri": uri}), progress=False)
     return uri
+
+
+class SmokeRun:
+    """The session's one run of the smoke preset through both phases (:func:`smoke_run`):
+    its config, its summary (the final JSON line) and its run directory; :meth:`config` gives
+    the same config under another run name, for a test that runs it again (same seed, fault)."""
+
+    OVERRIDES = {
+        # 2 burn-in epochs: a fault in burn-in (step 3) resumes from a checkpoint (step 2)
+        "schedule.burn_in_epochs": 2,
+        "schedule.distill_epochs": 1,
+        "run.num_to_keep": 1,  # the kept end-of-burn-in checkpoint must survive it
+    }
+
+    def __init__(self, data_uri: str, storage: str) -> None:
+        self.data_uri, self.storage = data_uri, storage
+        self.cfg = self.config("smoke")
+        self.summary: dict = {}
+
+    def config(self, name: str, **overrides):
+        from diod_ray.config import apply_overrides, load_preset
+
+        sets = {"data.uri": self.data_uri, "run.storage_path": self.storage, "run.name": name}
+        return apply_overrides(load_preset("smoke"), {**sets, **self.OVERRIDES, **overrides})
+
+    @property
+    def run_dir(self):
+        from pathlib import Path
+
+        return Path(self.summary["run_dir"])
+
+
+@pytest.fixture(scope="session")
+def smoke_run(ray_session, smoke_shards, tmp_path_factory) -> SmokeRun:
+    """One Ray Train run of the smoke preset (1 worker, 2 + 1 epochs of 2 steps, images,
+    validation at the switch), shared by every test that only reads a run's outputs: the
+    summary, checkpoints, kept burn-in, TensorBoard, gates, and the reference of the
+    determinism tests. A test that changes a setting runs its own."""
+    from diod_ray.train import run
+
+    shared = SmokeRun(smoke_shards, str(tmp_path_factory.mktemp("smoke-run")))
+    shared.summary = run(shared.cfg, progress=False)
+    return shared

@@ -356,22 +356,10 @@ def test_gates_table_covers_every_gate():
 
 @pytest.mark.slow  # a whole Ray Train run of the smoke preset (local mode, Ray Data)
 @pytest.mark.timeout(600)
-def test_run_measures_the_gates_at_the_switch(ray_session, smoke_shards, tmp_path):
+def test_run_measures_the_gates_at_the_switch(smoke_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from diod_ray.config import apply_overrides, load_preset
-    from diod_ray.train import run
-
-    cfg = apply_overrides(
-        load_preset("smoke"),
-        {
-            "data.uri": smoke_shards,
-            "run.storage_path": str(tmp_path / "runs"),
-            "run.name": "gates",
-            "run.image_every_steps": 0,
-        },
-    )
-    summary = run(cfg, progress=False)
+    cfg, summary = smoke_run.cfg, smoke_run.summary  # the session's run (tests/conftest.py)
     json.dumps(summary, allow_nan=False)
     pre = summary["preconditions"]
     assert pre["split"] == "val" and set(pre["gates"]) == set(GATE_NAMES)
@@ -383,7 +371,7 @@ def test_run_measures_the_gates_at_the_switch(ray_session, smoke_shards, tmp_pat
     assert {"motion_precision", "filtered_motion_precision"} <= set(pre)
     # all of the smoke val split: 4 clips of 3 frames
     assert pre["measured"]["frames"] == 4 * cfg.data.clip_len
-    acc = EventAccumulator(str(tmp_path / "runs" / "gates" / "tensorboard"))
+    acc = EventAccumulator(str(smoke_run.run_dir / "tensorboard"))
     acc.Reload()
     burn_in_end = cfg.schedule.burn_in_epochs * cfg.schedule.steps_per_epoch
     first = acc.Scalars("gates/testable")[0]  # at the switch (the end logs ts.metrics again)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from diod_ray.config import Config, DistillConfig, apply_overrides, load_preset
+from diod_ray.config import Config, DistillConfig, load_preset
 from diod_ray.objectives.distill import filter_motion_masks
 from diod_ray.objectives.pseudo_labels import extract_candidates
 from diod_ray.teacher import half_life, keep_rate
@@ -244,24 +244,13 @@ def test_after_a_short_burn_in_distillation_keeps_candidates(one_torch_thread):
 
 
 @pytest.mark.slow  # a whole Ray Train run (local mode, Ray Data): ~1 min on a quiet 2-core box
-def test_run_reports_teacher_and_keeps_burn_in(ray_session, smoke_shards, tmp_path):
+def test_run_reports_teacher_and_keeps_burn_in(smoke_run):
     """The default job's plumbing on the smoke preset: the end-of-burn-in checkpoint survives
     num_to_keep, and the final JSON line carries the teacher object."""
     from diod_ray.checkpoint import load_state
-    from diod_ray.train import run
 
-    data = smoke_shards
-    cfg = apply_overrides(
-        load_preset("smoke"),
-        {
-            "data.uri": data,
-            "run.storage_path": str(tmp_path / "runs"),
-            "run.name": "teacher",
-            "run.num_to_keep": 1,
-            "run.image_every_steps": 0,
-        },
-    )
-    summary = run(cfg, progress=False)
+    cfg, summary = smoke_run.cfg, smoke_run.summary  # the session's run (tests/conftest.py)
+    assert cfg.run.num_to_keep == 1
     json.dumps(summary, allow_nan=False)  # strict JSON: NaN written as null
     kept = load_state(summary["burn_in_checkpoint"])
     assert Path(summary["burn_in_checkpoint"]).name == "burn_in_end"

@@ -20,25 +20,6 @@ from diod_ray.checkpoint import load_state
 from diod_ray.config import apply_overrides, load_preset
 
 
-@pytest.fixture(scope="session")
-def smoke_data(smoke_shards):
-    """The session's smoke shards (tests/conftest.py)."""
-    return smoke_shards
-
-
-def _cfg(data: str, storage: Path, name: str, **overrides):
-    base = {
-        "data.uri": data,
-        "run.storage_path": str(storage),
-        "run.name": name,
-        "schedule.burn_in_epochs": 2,
-        "schedule.distill_epochs": 1,
-        "run.image_every_steps": 0,
-    }
-    base.update(overrides)
-    return apply_overrides(load_preset("smoke"), base)
-
-
 def _losses(run_dir: str) -> list[tuple[int, float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -56,22 +37,13 @@ def _same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture(scope="module")
-def reference_run(ray_session, smoke_data, tmp_path_factory):
+def test_same_seed_same_run_other_seed_other_run(smoke_run):
     from diod_ray.train import run
 
-    storage = tmp_path_factory.mktemp("det-runs")
-    summary = run(_cfg(smoke_data, storage, "seed0-a"), progress=False)
-    return storage, summary
-
-
-def test_same_seed_same_run_other_seed_other_run(ray_session, smoke_data, reference_run):
-    from diod_ray.train import run
-
-    storage, a = reference_run
-    b = run(_cfg(smoke_data, storage, "seed0-b"), progress=False)
+    a = smoke_run.summary  # the session's run (tests/conftest.py) is the reference
+    b = run(smoke_run.config("seed0-b"), progress=False)
     other = {"run.seed": 1, "run.evaluate_at_end": False}  # its losses and weights differ
-    c = run(_cfg(smoke_data, storage, "seed1", **other), progress=False)
+    c = run(smoke_run.config("seed1", **other), progress=False)
     la, lb, lc = (_losses(s["run_dir"]) for s in (a, b, c))
     assert len(la) == 6 and la == lb  # every step's loss, bit for bit
     assert la != lc
@@ -85,22 +57,17 @@ def test_same_seed_same_run_other_seed_other_run(ray_session, smoke_data, refere
 
 
 @pytest.mark.parametrize("fault_step", [3, 5], ids=["mid-burn-in", "mid-distillation"])
-def test_killed_and_resumed_equals_uninterrupted(
-    ray_session, smoke_data, reference_run, fault_step
-):
-    """Checkpoints at every epoch end (steps 2, 4 = the switch to distillation); a fault at
-    step 3 (burn-in) or 5 (distillation) resumes from step 2 or 4 and must end exactly where the
-    uninterrupted run ended: the same final metrics, the same student and teacher weights."""
+def test_killed_and_resumed_equals_uninterrupted(smoke_run, fault_step):
+    """Checkpoints at every epoch end (steps 2, 4 = the switch to distillation); the worker
+    process exits (os._exit) at step 3 (burn-in) or 5 (distillation); FailureConfig
+    (max_failures=1) restarts the worker group, which resumes from step 2 or 4 and must end
+    exactly where the uninterrupted run ended: the same final metrics, the same student and
+    teacher weights."""
     from diod_ray.train import run
 
-    storage, a = reference_run
-    cfg = _cfg(
-        smoke_data,
-        storage,
-        f"fault{fault_step}",
-        **{"run.fault_injection_step": fault_step, "run.max_failures": 1},
-    )
-    r = run(cfg, progress=False)
+    a = smoke_run.summary
+    faulty = {"run.fault_injection_step": fault_step, "run.max_failures": 1}
+    r = run(smoke_run.config(f"fault{fault_step}", **faulty), progress=False)
     assert r["resumed_from_step"] == fault_step - 1 and r["steps"] == 6
     assert r["final"] == a["final"] and r["burn_in"] == a["burn_in"]
     assert _same_weights(_weights(r), _weights(a))

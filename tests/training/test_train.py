@@ -52,12 +52,9 @@ def assert_same_tensors(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-def test_smoke_trains_both_phases_with_one_worker(ray_session, smoke_data, tmp_path):
-    from diod_ray.train import run
-
-    cfg = smoke_cfg(smoke_data, str(tmp_path / "runs"))
+def test_smoke_trains_both_phases_with_one_worker(smoke_run):
+    cfg, summary = smoke_run.cfg, smoke_run.summary  # the session's run (tests/conftest.py)
     assert cfg.run.num_workers == 1  # the default: one Train worker, resumable
-    summary = run(cfg, progress=False)
     for phase in ("burn_in", "final"):
         assert set(summary[phase]) >= {"fg_ari", "all_ari", "f1", "static_recall", "moving_recall"}
     run_dir = Path(summary["run_dir"])
@@ -179,32 +176,23 @@ def test_burn_in_is_kept_and_distillation_branches_from_it(ray_session, smoke_da
     assert last["step"] == 4 and last["teacher"] is None
 
 
-def test_checkpoints_in_s3_resume(ray_session, smoke_data, s3_bucket):
-    from diod_ray.train import run
-
-    cfg = smoke_cfg(smoke_data, f"s3://{s3_bucket}/runs", "s3run", **{"run.evaluate_at_end": False})
-    first = run(cfg, progress=False)
-    assert first["checkpoint"].startswith(f"s3://{s3_bucket}/runs/s3run/checkpoint_")
-    assert load_state(first["checkpoint"])["step"] == 4
-    second = run(cfg, progress=False)
-    assert second["resumed_from_step"] == 4
-
-
-def test_tensorboard_reaches_s3_with_each_checkpoint_and_survives_a_failed_attempt(
+def test_an_s3_run_uploads_tensorboard_with_each_checkpoint_and_resumes_from_s3(
     ray_session, smoke_data, s3_server, s3_bucket, tmp_path
 ):
     """An s3:// run's event files are uploaded with every checkpoint, not only at the end: a run
     whose worker dies after its first checkpoint (no retries) leaves that attempt's scalars in
-    the bucket, readable by TensorBoard."""
+    the bucket, readable by TensorBoard. The same run started again resumes from its S3
+    checkpoint and finishes; started once more, it resumes at its last step."""
     import boto3
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from diod_ray.train import run
     from diod_ray.training.driver import build_trainer
 
     cfg = smoke_cfg(
         smoke_data,
         f"s3://{s3_bucket}/runs",
-        "tb-live",
+        "s3run",
         **{
             "run.fault_injection_step": 3,
             "run.max_failures": 0,
@@ -216,14 +204,9 @@ def test_tensorboard_reaches_s3_with_each_checkpoint_and_survives_a_failed_attem
     with pytest.raises(TrainingFailedError):
         build_trainer(cfg).fit()  # dies at step 3, after the step-2 checkpoint
     s3 = boto3.client("s3")
-    keys = [
-        o["Key"]
-        for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="runs/tb-live/tensorboard/")[
-            "Contents"
-        ]
-    ]
-    events = [k for k in keys if "tfevents" in k]
-    assert events, keys
+    listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix="runs/s3run/tensorboard/")
+    events = [o["Key"] for o in listed["Contents"] if "tfevents" in o["Key"]]
+    assert events, listed["Contents"]
     local = tmp_path / "tb"
     local.mkdir()
     for k in events:
@@ -232,6 +215,15 @@ def test_tensorboard_reaches_s3_with_each_checkpoint_and_survives_a_failed_attem
     acc.Reload()
     steps = [e.step for e in acc.Scalars("loss/total")]
     assert 2 in steps  # the burn-in epoch logged before the checkpoint the upload came with
+
+    # the same (storage_path, name) again, without the fault: Ray Train resumes from S3
+    cfg = apply_overrides(cfg, {"run.fault_injection_step": -1})
+    first = run(cfg, progress=False)
+    assert first["resumed_from_step"] == 2 and first["steps"] == 4
+    assert first["checkpoint"].startswith(f"s3://{s3_bucket}/runs/s3run/checkpoint_")
+    assert load_state(first["checkpoint"])["step"] == 4
+    second = run(cfg, progress=False)
+    assert second["resumed_from_step"] == 4
 
 
 # ------------------------------------------------------------------------------------------
@@ -275,32 +267,6 @@ def test_two_worker_ddp_keeps_replicas_identical(ray_session, smoke_data, tmp_pa
     assert alone["clips"] == result.metrics["final/clips"] == 4
     for k in ("fg_ari", "all_ari", "f1", "recall", "mbo"):
         assert result.metrics[f"final/{k}"] == pytest.approx(alone[k], abs=1e-9, nan_ok=True), k
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_killed_worker_process_restarts_from_last_checkpoint(ray_session, smoke_data, tmp_path):
-    """The worker process exits mid-distillation (os._exit); FailureConfig(max_failures=1)
-    restarts the worker group, which resumes from the last checkpoint and finishes."""
-    from diod_ray.training.driver import build_trainer
-
-    cfg = smoke_cfg(
-        smoke_data,
-        str(tmp_path / "runs"),
-        "fault",
-        **{
-            "run.num_workers": 1,
-            "schedule.distill_epochs": 2,
-            "run.checkpoint_every_steps": 1,
-            "run.fault_injection_step": 5,
-            "run.max_failures": 1,
-            "run.evaluate_at_end": False,
-        },
-    )
-    result = build_trainer(cfg).fit()
-    assert result.error is None
-    assert result.metrics["step"] == 6
-    assert result.metrics["resumed_from_step"] == 4
 
 
 def _free_port() -> int:
