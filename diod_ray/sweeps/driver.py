@@ -11,6 +11,10 @@ Concurrency is Tune's: ``max_concurrent_trials`` (from ``--max-concurrent`` or t
 driver's bundle and the Train workers' placement group; extra trials wait for resources (on an
 autoscaling cluster, for the autoscaler). Running the same command again resumes: finished stages
 are read back, an interrupted stage is restored with ``Tuner.restore``.
+
+The console is the sweep's ``[sweep]`` lines and the trials' own per-epoch lines: Tune's status
+table, experiment box, result-path hints and its interrupt and restore messages are off
+(:mod:`diod_ray.sweeps.tune_console`), its trial errors are not.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from diod_ray.sweeps.store import (
     tune_storage,
     write_json,
 )
+from diod_ray.sweeps.tune_console import stop_announced, tune_console
 
 RUNS_DIR = "runs"
 RESULTS_FILE = "results.json"
@@ -85,8 +90,12 @@ def trial_driver(config: dict[str, Any], sweep: dict[str, Any]) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from diod_ray.storage import run_uri
+    from diod_ray.training.console import quiet_ray_data_console
     from diod_ray.training.driver import build_trainer
 
+    # this trial's process builds the run's datasets (they carry its DataContext into the Train
+    # worker): without this, every eval pass printed Ray Data's progress bars on the console
+    quiet_ray_data_console()
     cfg = trial_config(config, sweep, tune.get_context().get_trial_id())
     start = time.time()
     times = join(run_uri(cfg), FITS_DIR, f"{start:.6f}.json")
@@ -126,13 +135,15 @@ class StopAfterTrials(tune.Callback):
         self.done += 1
         if self.limit is not None and self.done >= self.limit:
             print(f"[sweep] stopping after {self.done} trial(s) as asked; run again to resume")
+            stop_announced()  # the stop signal's own [sweep] line would repeat this one
             os.kill(os.getpid(), signal.SIGUSR1)
 
 
 class TrialLines(tune.Callback):
     """The sweep's console: one line when a trial starts and one when it ends (with its F1@50
-    at the branch start and at the end, or its error), in place of Tune's 30-second status
-    table (``RunConfig(verbose=0)``); the trials' own one-line-per-epoch output is unchanged."""
+    at the branch start and at the end, or where its traceback is), in place of Tune's 30-second
+    status table (``RunConfig(verbose=0)``) and its per-trial lines (:mod:`.tune_console`); the
+    trials' own one-line-per-epoch output is unchanged."""
 
     def __init__(self, stage: str, num_trials: int) -> None:
         self.stage, self.num_trials = stage, num_trials
@@ -168,7 +179,10 @@ class TrialLines(tune.Callback):
         self._end(trial, f"finished, test F1@50 {scores}" if done else "finished")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._end(trial, f"FAILED (error file under {trial.path})")
+        # Tune's own error line is off (tune_console.py); its traceback is still logged above
+        name = os.path.basename(trial.error_file) if trial.error_file else None
+        where = f"{trial.path}/{name}" if name else f"the trial's directory {trial.path}"
+        self._end(trial, f"FAILED, traceback in {where}")
 
 
 # the parameters a trial's console line names (the stage's grid keys and variants)
@@ -192,6 +206,20 @@ def stage_param_space(stage: Stage, search_space: dict[str, Any] | None = None) 
     space.update({k: tune.grid_search(list(v)) for k, v in stage.grid.items()})
     space.update(search_space or {})
     return space
+
+
+def stage_tune_config(stage: Stage, max_concurrent: int, search_alg, scheduler) -> tune.TuneConfig:
+    searched = search_alg is not None or scheduler is not None
+    return tune.TuneConfig(
+        # the one objective of the searcher and the scheduler; a grid stage has neither (and no
+        # per-epoch validation to report it)
+        metric=OBJECTIVE if searched else None,
+        mode=MODE if searched else None,
+        num_samples=stage.num_samples or 1,
+        search_alg=search_alg,
+        scheduler=scheduler,
+        max_concurrent_trials=max_concurrent,
+    )
 
 
 def _epochs_trained(stage: Stage, params: dict[str, Any], metrics: dict[str, Any]) -> int:
@@ -269,49 +297,46 @@ def run_stage(
     storage_path, storage_fs = tune_storage(root, settings)
     exp_path = f"{storage_path}/{stage.name}"
     fn = trainable(sweep, res)
-    searched = search_alg is not None or scheduler is not None
     _STOP_AFTER_TRIALS = stop_after_trials
-    if tune.Tuner.can_restore(exp_path, storage_filesystem=storage_fs):
-        print(f"[sweep] stage {stage.name}: resuming {exp_path}", flush=True)
-        tuner = tune.Tuner.restore(
-            exp_path, fn, resume_unfinished=True, resume_errored=True, storage_filesystem=storage_fs
-        )
-    else:
-        print(
-            f"[sweep] stage {stage.name}: {stage.num_trials} trial(s), up to {max_concurrent} "
-            f"at once, each {res.to_dict()}; live TensorBoard of its trials: "
-            f"tensorboard --logdir {sweep['runs']}",
-            flush=True,
-        )
-        tuner = tune.Tuner(
-            fn,
-            param_space=stage_param_space(stage, search_space),
-            tune_config=tune.TuneConfig(
-                # the one objective of the searcher and the scheduler; a grid stage has neither
-                # (and no per-epoch validation to report it)
-                metric=OBJECTIVE if searched else None,
-                mode=MODE if searched else None,
-                num_samples=stage.num_samples or 1,
-                search_alg=search_alg,
-                scheduler=scheduler,
-                max_concurrent_trials=max_concurrent,
-            ),
-            run_config=tune.RunConfig(
-                name=stage.name,
-                storage_path=storage_path,
+    # Tune's own console lines off while it restores, runs and is read back (tune_console.py)
+    with tune_console():
+        if tune.Tuner.can_restore(exp_path, storage_filesystem=storage_fs):
+            print(f"[sweep] stage {stage.name}: resuming {exp_path}", flush=True)
+            tuner = tune.Tuner.restore(
+                exp_path,
+                fn,
+                resume_unfinished=True,
+                resume_errored=True,
                 storage_filesystem=storage_fs,
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                callbacks=[StopAfterTrials(), TrialLines(stage.name, stage.num_trials)],
-                # Tune's status table every 30 s would bury the trials' epoch lines; TrialLines
-                # says when a trial starts and ends
-                verbose=0,
-            ),
-        )
-    try:
-        grid = tuner.fit()
-    finally:
-        _STOP_AFTER_TRIALS = None
-    trials = results_of(grid, stage, sweep["runs"], stored_trials(exp_path, storage_fs))
+            )
+        else:
+            print(
+                f"[sweep] stage {stage.name}: {stage.num_trials} trial(s), up to {max_concurrent} "
+                f"at once, each {res.to_dict()}; live TensorBoard of its trials: "
+                f"tensorboard --logdir {sweep['runs']}",
+                flush=True,
+            )
+            tuner = tune.Tuner(
+                fn,
+                param_space=stage_param_space(stage, search_space),
+                tune_config=stage_tune_config(stage, max_concurrent, search_alg, scheduler),
+                run_config=tune.RunConfig(
+                    name=stage.name,
+                    storage_path=storage_path,
+                    storage_filesystem=storage_fs,
+                    failure_config=tune.FailureConfig(max_failures=max_failures),
+                    callbacks=[StopAfterTrials(), TrialLines(stage.name, stage.num_trials)],
+                    # Tune's status table every 30 s would bury the trials' epoch lines; TrialLines
+                    # says when a trial starts and ends
+                    verbose=0,
+                ),
+            )
+        try:
+            grid = tuner.fit()
+        finally:
+            _STOP_AFTER_TRIALS = None
+        states = stored_trials(exp_path, storage_fs)
+    trials = results_of(grid, stage, sweep["runs"], states)
     finished = sum(t["status"] == "TERMINATED" for t in trials)
     data = {
         "kind": sweep["kind"],
