@@ -99,8 +99,8 @@ def _inject_fault(cfg: Config) -> None:
         # Train V2's controller collects a worker's reports by polling it: a report still queued
         # in the worker dies with it, so the fault waits for the last one to be collected (the
         # data path no longer pauses at epoch ends, so a fault one step after a checkpoint
-        # came before the controller's next poll)
-        time.sleep(5.0)
+        # came before the controller's next poll): 2.5 polls (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S)
+        time.sleep(max(1.0, 2.5 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2"))))
         os._exit(1)  # a real worker-process death: Ray Train restarts the worker group
     raise RuntimeError(f"injected fault at step {cfg.run.fault_injection_step}")
 
