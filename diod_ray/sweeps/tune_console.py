@@ -4,7 +4,7 @@ The sweep's console is its own ``[sweep]`` lines (:class:`~diod_ray.sweeps.drive
 the stage lines of :func:`~diod_ray.sweeps.driver.run_stage` and the command) and the trials' one
 line per epoch. While a stage runs, :func:`tune_console` turns off what Ray Tune 2.60 prints
 besides: its experiment box and result-path hints (a documented environment variable), and the
-log records that the ``[sweep]`` lines replace (a filter on three public loggers, by message). A
+log records that the ``[sweep]`` lines replace (a filter on four public loggers, by message). A
 trial's error is still logged by Tune with its traceback, and the trial's ``[sweep]`` line names
 the traceback file.
 """
@@ -28,6 +28,7 @@ _TUNE_LOGGERS = (
     "ray.tune.tune",  # tune.run, which Tuner.fit runs
     "ray.tune.analysis.experiment_analysis",  # tune.ExperimentAnalysis
     "ray.tune.utils.util",  # tune.utils.warn_if_slow, around the steps of Tune's own loop
+    "ray.tune.execution.tune_controller",  # Tune's loop (its trial errors pass)
 )
 
 
@@ -37,7 +38,8 @@ class _TuneConsole(logging.Filter):
     - "Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run ..." becomes one
       [sweep] line (the sweep is saved; the same command resumes it);
     - "Wrote the latest version of all result files and experiment state to ..." (INFO, every
-      stage);
+      stage) and "Restoring the run from the latest experiment state file: ..." (INFO; the
+      [sweep] line says the stage resumes);
     - "Experiment has been interrupted ... Resume experiment with: Tuner.restore(...)": the
       user resumes by running the same command, which the [sweep] line after the stage says;
     - "Trials did not complete: [...]" after a stop signal, when it lists the trials stopped on
@@ -77,6 +79,7 @@ class _TuneConsole(logging.Filter):
         return not msg.startswith(
             (
                 "Wrote the latest version of all result files",
+                "Restoring the run from the latest experiment state file",
                 "Experiment has been interrupted",
                 "Training has been interrupted",
                 "Tune detects GPUs, but no trials are using GPUs",
@@ -89,8 +92,8 @@ class _TuneConsole(logging.Filter):
 def tune_console() -> Iterator[None]:
     """While a stage runs: Tune's older console engine (silent at ``verbose=0``) unless the user
     chose one with ``RAY_AIR_NEW_OUTPUT``, and :class:`_TuneConsole` on the loggers of
-    ``tune.run``, ``tune.ExperimentAnalysis`` and ``warn_if_slow``. Restores both afterwards (a
-    test or a library caller keeps its own settings)."""
+    ``tune.run``, ``tune.ExperimentAnalysis``, ``warn_if_slow`` and Tune's loop. Restores both
+    afterwards (a test or a library caller keeps its own settings)."""
     chosen = TUNE_OUTPUT_ENV in os.environ
     if not chosen:
         os.environ[TUNE_OUTPUT_ENV] = "0"

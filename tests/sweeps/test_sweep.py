@@ -502,6 +502,7 @@ def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(
         assert noise not in stopped and noise not in console, noise
     for noise in ("Stop signal received", "has been interrupted", "Tuner.restore", "Trials did"):
         assert noise not in stopped, noise
+    assert "[sweep] stage burn_in: resuming" in console and "Restoring the run" not in console
     assert os.path.getmtime(kept) == mtime  # the finished trial was not trained again
     # the console: a line per trial start and end, not Tune's 30-second status table
     ends = [ln for ln in console.splitlines() if ln.startswith("[sweep] distill ")]
