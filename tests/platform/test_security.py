@@ -3,10 +3,12 @@
 1. Every tracked or untracked-but-not-ignored file is scanned for key patterns (AWS key ids and
    secret assignments, private key headers, GitHub / Slack tokens, literal passwords and secrets
    in YAML). The moto test credential "testing" and placeholders are allowed.
-2. A smoke training run with fake-but-real-looking AWS credentials (and a Ray token) in the
-   environment; the run directory (checkpoints, TensorBoard event files, summaries: every byte,
-   inside zip / gzip containers too), the Ray session logs written meanwhile, the returned summary
-   and the captured output must not contain them.
+2. One job, its shell's environment holding fake-but-real-looking AWS credentials (and a Ray
+   token), runs `python -m diod_ray.train` on a laptop (no RAY_ADDRESS: the CLI starts its own
+   Ray, whose console is checked too), then a training job and a sweep on the local S3 server.
+   The laptop run's directory (checkpoints, TensorBoard event files, summaries: every byte,
+   inside zip / gzip containers too), the bucket's objects, the job's HOME and Ray session tree
+   and its output must not contain them. The job runs once for the three tests that read it.
 """
 
 from __future__ import annotations
@@ -218,7 +220,7 @@ def test_scanner_catches_planted_credentials():
 
 
 # ------------------------------------------------------------------------------------------
-# A smoke run with credentials in the environment
+# Looking for planted credentials in every byte a run wrote
 # ------------------------------------------------------------------------------------------
 
 
@@ -246,11 +248,14 @@ def _unpacked(where: str, data: bytes) -> list[tuple[str, bytes]]:
     return out
 
 
-def _leaks(root: Path, needles: dict[bytes, str], since: float = 0.0) -> list[str]:
+def _leaks(root: Path, needles: dict[bytes, str], skip: Path | None = None) -> list[str]:
+    """Every file under ``root`` (but ``skip``'s subtree), containers unpacked."""
     hits = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if skip is not None and path.is_relative_to(skip):
+            continue
         try:
-            if path.stat().st_mtime < since or path.stat().st_size > MAX_SCAN_BYTES:
+            if path.stat().st_size > MAX_SCAN_BYTES:
                 continue
             payloads = _payloads(path)
         except OSError:
@@ -260,55 +265,8 @@ def _leaks(root: Path, needles: dict[bytes, str], since: float = 0.0) -> list[st
     return hits
 
 
-@pytest.mark.slow  # a whole smoke training run (Ray Data tasks in worker processes)
-def test_smoke_run_leaks_no_credentials(ray_session, tmp_path, monkeypatch, capfd):
-    from diod_ray import train
-    from diod_ray.config import load_config
-
-    assert hasattr(train, "run"), "diod_ray.train.run(cfg) is the training entry point"
-    fake = _fake_credentials(int(time.time()))
-    for name, value in fake.items():
-        monkeypatch.setenv(name, value)
-    started = time.time() - 1
-
-    storage = tmp_path / "runs"
-    # keep_burn_in_epochs: a kept checkpoint (full state + config) is written even in local mode
-    sets = [
-        f"run.storage_path={storage}",
-        f"data.uri={tmp_path / 'data'}",
-        "schedule.keep_burn_in_epochs=[1]",
-    ]
-    cfg = load_config("smoke", None, sets)
-    summary = train.run(cfg)
-
-    run_dir = storage / cfg.run.name
-    files = [p for p in run_dir.rglob("*") if p.is_file()]
-    # The scan below must have something to find things in: checkpoints and TensorBoard events.
-    assert any("tfevents" in p.name for p in files), f"no TensorBoard files in {run_dir}"
-    assert any(zipfile.is_zipfile(p) for p in files), f"no checkpoint files in {run_dir}"
-
-    needles = _needles(fake)
-    hits = _leaks(run_dir, needles)
-    # Ray Train's latest checkpoint: inside run_dir when persisted; scan it wherever it is.
-    ckpt = Path(str(summary.get("checkpoint") or ""))
-    if str(ckpt) != "." and ckpt.is_dir() and run_dir not in ckpt.parents:
-        hits += _leaks(ckpt, needles)
-    hits += _leaks(tmp_path / "data", needles)
-    session_dir = Path(ray_session._private.worker.global_worker.node.get_session_dir_path())
-    hits += _leaks(session_dir / "logs", needles, since=started)
-    captured = capfd.readouterr()
-    for where, text in (
-        ("summary", json.dumps(summary)),
-        ("stdout", captured.out),
-        ("stderr", captured.err),
-    ):
-        hits += [f"{label} in {where}" for n, label in needles.items() if n in text.encode()]
-    assert not hits, "credentials leaked:\n" + "\n".join(hits)
-    assert os.environ["AWS_SECRET_ACCESS_KEY"] == fake["AWS_SECRET_ACCESS_KEY"]  # really set
-
-
 # ------------------------------------------------------------------------------------------
-# S3 storage: the filesystem object, and a training job + a sweep against the local S3 server
+# S3 storage: the filesystem object
 # ------------------------------------------------------------------------------------------
 
 
@@ -334,35 +292,102 @@ def test_s3_filesystem_pickles_without_the_environments_keys(monkeypatch):
     assert state["session_token"] is None
 
 
-# One process plays the user's shell: it starts its own local Ray (so every Ray process inherits
-# the planted keys, as processes inherit them from a shell), trains with the keys in its
-# environment, then runs a one-cell sweep with the same keys in a shared credentials file
-# (AWS_SHARED_CREDENTIALS_FILE; on KubeRay the Secret mounted as ~/.aws/credentials). A sweep
-# cannot take them from the environment: Ray Tune copies AWS_ACCESS_KEY_ID,
-# AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the driver's environment into every trial
-# actor's runtime_env (ray/tune/execution/class_cache.py), and Ray's runtime_env agent writes it
-# to the session's runtime_env_agent.log (cluster/README.md, "S3 access").
-_S3_RUN_SCRIPT = """
-import os, sys
-import ray
-from diod_ray import train
-from diod_ray.sweeps.commands import alpha_burnin
+# ------------------------------------------------------------------------------------------
+# One process with planted credentials: a laptop run, a training job and a sweep on S3
+# ------------------------------------------------------------------------------------------
 
-bucket, credentials_file = sys.argv[1], sys.argv[2]
-ray.init(address="local", num_cpus=2, include_dashboard=False,
-         object_store_memory=256 * 2**20, log_to_driver=True)
-sets = [f"data.uri=s3://{bucket}/data", "run.storage_path=s3://" + bucket + "/runs",
-        "schedule.keep_burn_in_epochs=[1]"]
-assert train.main(["--preset", "smoke", "--set", *sets]) == 0
-for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-    del os.environ[name]
-os.environ["AWS_SHARED_CREDENTIALS_FILE"] = credentials_file
-rc = alpha_burnin(["--preset", "smoke", "--alphas", "0.3", "--burn-in", "1",
-                   "--distill", "1", "--set", f"data.uri=s3://{bucket}/data",
-                   "--storage", f"s3://{bucket}/sweeps", "--name", "leak"])
-assert rc == 0, rc
-print("S3-RUN-DONE", flush=True)
+# The job plays a user's shell whose environment holds the planted keys (moto accepts any key:
+# they sign every request of every process) and no RAY_ADDRESS. It runs, in one Ray instance:
+# 1. `python -m diod_ray.train --preset smoke` (runpy: the CLI's own `__main__` path, in this
+#    fresh process): with no RAY_ADDRESS the CLI starts its own local Ray with LOCAL_CLUSTER_ENV,
+#    so every Ray process inherits the keys, as processes inherit them from a shell. Local storage
+#    and data; a kept burn-in checkpoint (full state + config) is written even in local mode.
+# 2. A training job on S3 (data and runs), the keys in the environment, in the same Ray.
+# 3. A one-cell alpha-burnin sweep (2 stages) on S3 with the same keys in a shared credentials
+#    file (AWS_SHARED_CREDENTIALS_FILE; on KubeRay the Secret mounted as ~/.aws/credentials).
+#    A sweep cannot take them from the environment: Ray Tune copies AWS_ACCESS_KEY_ID,
+#    AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the driver's environment into every trial
+#    actor's runtime_env (ray/tune/execution/class_cache.py), and Ray's runtime_env agent writes
+#    it to the session's runtime_env_agent.log (cluster/README.md, "S3 access").
+# One Ray start for the three (a start with its dashboard took ~20 s on 2 busy cores). Each step
+# prints a "SECURITY-JOB <step> rc=<status> at <s> s" line; the next one runs even if it failed.
+_SECURITY_JOB = """
+import hashlib, os, runpy, sys, time, traceback
+
+bucket, credentials_file, laptop, secret_sha256 = sys.argv[1:5]
+t0 = time.monotonic()
+# the planted keys really are this process's environment (their hash travels, not the keys)
+assert hashlib.sha256(os.environ["AWS_SECRET_ACCESS_KEY"].encode()).hexdigest() == secret_sha256
+assert "RAY_ADDRESS" not in os.environ and "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in os.environ
+
+def step(name, fn):
+    try:
+        rc = fn()
+    except SystemExit as exc:
+        rc = exc.code
+    except BaseException:
+        traceback.print_exc()
+        rc = "exception"
+    print(f"SECURITY-JOB {name} rc={rc} at {time.monotonic() - t0:.1f} s", flush=True)
+
+def laptop_cli():
+    sys.argv = ["diod_ray.train", "--preset", "smoke", "--set", f"data.uri={laptop}/data",
+                f"run.storage_path={laptop}/runs", "run.name=laptop",
+                "schedule.keep_burn_in_epochs=[1]"]
+    runpy.run_module("diod_ray.train", run_name="__main__", alter_sys=True)
+
+def s3_train():
+    from diod_ray import train
+    return train.main(["--preset", "smoke", "--set", f"data.uri=s3://{bucket}/data",
+                       f"run.storage_path=s3://{bucket}/runs", "schedule.keep_burn_in_epochs=[1]"])
+
+def s3_sweep():
+    from diod_ray.sweeps.commands import alpha_burnin
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        del os.environ[name]
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = credentials_file
+    return alpha_burnin(["--preset", "smoke", "--alphas", "0.3", "--burn-in", "1",
+                         "--distill", "1", "--set", f"data.uri=s3://{bucket}/data",
+                         "--storage", f"s3://{bucket}/sweeps", "--name", "leak"])
+
+def ray_shutdown():
+    import ray
+    ray.shutdown()
+    return 0
+
+step("laptop", laptop_cli)
+step("s3-train", s3_train)
+step("s3-sweep", s3_sweep)
+step("ray-shutdown", ray_shutdown)  # before the interpreter's exit: its time is in the timeline
 """
+
+
+@dataclass(frozen=True)
+class SecurityJob:
+    """What the job left: its console, its files (``root``: HOME, RAY_TMPDIR, the laptop run's
+    storage and data) and the bucket's objects, and the planted credentials to look for."""
+
+    stdout: str
+    stderr: str
+    root: Path
+    laptop: Path
+    objects: dict[str, bytes]
+    bucket: str
+    needles: dict[bytes, str]
+
+    @property
+    def console(self) -> str:
+        return self.stdout + self.stderr
+
+    def step_rc(self, step: str) -> str | None:
+        m = re.search(rf"^SECURITY-JOB {step} rc=(\S+) at ", self.stdout, re.M)
+        return m.group(1) if m else None
+
+    def stdout_before(self, step: str) -> list[str]:
+        """The stdout lines the job printed before ``step``'s SECURITY-JOB line."""
+        lines = self.stdout.splitlines()
+        end = next(i for i, ln in enumerate(lines) if ln.startswith(f"SECURITY-JOB {step} "))
+        return lines[:end]
 
 
 def _bucket_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
@@ -375,60 +400,134 @@ def _bucket_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
     return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
 
 
-@pytest.mark.slow  # its own Ray, a smoke training job and a 2-stage sweep on the S3 server
-@pytest.mark.timeout(600)
-def test_s3_train_and_sweep_leak_no_credentials(s3_server, s3_bucket):
+@pytest.fixture(scope="module")
+def security_job(s3_server):
+    """Runs the job once for the module's three tests (2-2.5 min on 2 busy cores)."""
+    import hashlib
     import shutil
     import sys
     import tempfile
+    import uuid
 
+    import boto3
+
+    bucket = f"diod-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
     fake = _fake_credentials(int(time.time()) + 1)
     # short: Ray's unix sockets live under RAY_TMPDIR (path limit 107 bytes)
     root = Path(tempfile.mkdtemp(prefix="dsec", dir="/tmp"))
-    creds = root / "unused"
+    # the user's credential store: the one place the keys may be, outside the scanned tree
+    creds = Path(tempfile.mkdtemp(prefix="dsec-aws")) / "credentials"
     try:
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        env.update(fake)  # moto accepts any key: these sign every request of every process
-        env.update(
-            HOME=str(root / "home"),  # ~/ray_results, ~/.cache, ~/.ray: all inside the scan
-            RAY_TMPDIR=str(root / "ray"),  # Ray session: logs, Tune/Train staging, spilled objects
-            AWS_EC2_METADATA_DISABLED="true",
-            PYTHONPATH=str(REPO),
-        )
-        (root / "home").mkdir()
-        (root / "ray").mkdir()
-        # the user's credential store: the one place the keys may be, outside the scanned tree
-        creds = Path(tempfile.mkdtemp(prefix="dsec-aws")) / "credentials"
         creds.write_text(
             "[default]\n" + "".join(f"{k.lower()} = {fake[k]}\n" for k in list(fake)[:3])
         )
+        # a laptop's shell: no RAY_ADDRESS, and none of the settings conftest.py gives the
+        # session's Ray that the CLI decides itself (LOCAL_CLUSTER_ENV)
+        drop = {"RAY_ADDRESS", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"}
+        env = {k: v for k, v in os.environ.items() if k not in drop}
+        env.update(fake)
+        env.update(
+            HOME=str(root / "home"),  # ~/ray_results, ~/.cache, ~/.ray: all inside the scan
+            RAY_TMPDIR=str(root / "ray"),  # Ray session: logs, Tune/Train staging, spilled objects
+            RAY_AUTH_MODE="disabled",
+            RAY_USAGE_STATS_ENABLED="0",
+            AWS_EC2_METADATA_DISABLED="true",
+            PYTHONPATH=str(REPO),
+        )
+        for sub in ("home", "ray", "laptop"):
+            (root / sub).mkdir()
+        secret_sha256 = hashlib.sha256(fake["AWS_SECRET_ACCESS_KEY"].encode()).hexdigest()
+        args = [bucket, str(creds), str(root / "laptop"), secret_sha256]
         proc = subprocess.run(
-            [sys.executable, "-c", _S3_RUN_SCRIPT, s3_bucket, str(creds)],
+            [sys.executable, "-c", _SECURITY_JOB, *args],
             cwd=REPO,
             env=env,
             capture_output=True,
+            text=True,
+            errors="replace",
             timeout=540,
         )
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 0 and b"S3-RUN-DONE" in proc.stdout, out.decode()[-6000:]
-
-        objects = _bucket_objects(s3_server, s3_bucket)
-        names = list(objects)
-        # the scan must have the files the issue found the keys in, and the run's own files
-        for part in ("tuner.pkl", "basic-variant-state-", "tfevents", "summary.json", ".parquet"):
-            assert any(part in k for k in names), f"no {part!r} object among {names}"
-        assert any(k.startswith("runs/") and k.endswith("state.pt") for k in names), names
-        assert any(k.startswith("sweeps/leak/burn_in/") for k in names), names
-        assert any(k.startswith("sweeps/leak/distill/") for k in names), names
-
-        needles = _needles(fake)
-        hits = []
-        for key, data in objects.items():
-            for where, payload in _unpacked(f"s3://{s3_bucket}/{key}", data):
-                hits += [f"{label} in {where}" for n, label in needles.items() if n in payload]
-        hits += _leaks(root, needles)  # session logs, staging dirs, results, caches
-        hits += [f"{label} in the job's output" for n, label in needles.items() if n in out]
-        assert not hits, "credentials leaked:\n" + "\n".join(hits)
+        print(*re.findall(r"^SECURITY-JOB .*$", proc.stdout, re.M), sep="\n")  # -s shows them
+        yield SecurityJob(
+            stdout=proc.stdout,
+            stderr=proc.stderr,
+            root=root,
+            laptop=root / "laptop",
+            objects=_bucket_objects(s3_server, bucket),
+            bucket=bucket,
+            needles=_needles(fake),
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(creds.parent, ignore_errors=True)
+
+
+@pytest.mark.slow  # the module's job: its own Ray, 2 smoke training runs and a 2-stage sweep
+@pytest.mark.timeout(600)
+def test_laptop_cli_starts_its_own_ray_without_the_preemption_watcher_error(security_job):
+    """`python -m diod_ray.train` on a laptop (no RAY_ADDRESS) starts its own Ray instance with
+    LOCAL_CLUSTER_ENV: the console has its epoch lines and JSON line, and not the core_worker.cc
+    ERROR line Train V2's preemption watcher logs on creation (ray-project/ray#53727). The job's
+    later steps run in that instance, so the whole console is checked for the line."""
+    job = security_job
+    assert job.step_rc("laptop") == "0", job.console[-6000:]
+    epoch_lines = [ln for ln in job.console.splitlines() if "[laptop] " in ln and " epoch " in ln]
+    assert len(epoch_lines) == 2, epoch_lines
+    last = json.loads(job.stdout_before("laptop")[-1])  # the CLI's last stdout line
+    assert last["run"] == "laptop" and last["steps"] == 4, last
+    assert "PreemptionWatcher" not in job.console, job.console[-6000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_laptop_run_leaks_no_credentials(security_job):
+    """The laptop run's directory (checkpoints, TensorBoard event files, summaries: every byte,
+    inside zip / gzip containers too), its data and its summary line hold none of the keys."""
+    job = security_job
+    assert job.step_rc("laptop") == "0", job.console[-6000:]
+    run_dir = job.laptop / "runs" / "laptop"
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    # The scan below must have something to find things in: checkpoints and TensorBoard events.
+    assert any("tfevents" in p.name for p in files), f"no TensorBoard files in {run_dir}"
+    assert any(zipfile.is_zipfile(p) for p in files), f"no checkpoint files in {run_dir}"
+    assert any((job.laptop / "data").rglob("*.parquet")), "no shards in the laptop's data"
+
+    line = job.stdout_before("laptop")[-1]  # the CLI's summary line
+    hits = _leaks(job.laptop, job.needles)  # its runs/ and data/
+    # Ray Train's latest checkpoint: inside run_dir when persisted; scan it wherever it is.
+    ckpt = Path(str(json.loads(line).get("checkpoint") or ""))
+    if str(ckpt) != "." and ckpt.is_dir() and job.laptop not in ckpt.parents:
+        hits += _leaks(ckpt, job.needles)
+    hits += [
+        f"{label} in the summary line" for n, label in job.needles.items() if n in line.encode()
+    ]
+    assert not hits, "credentials leaked:\n" + "\n".join(hits)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_s3_train_and_sweep_leak_no_credentials(security_job):
+    """The bucket's objects (the training job's and the sweep's, Tune's experiment state among
+    them), the rest of the job's tree (HOME, the Ray session's logs, staging dirs, spilled objects)
+    and the job's whole output hold none of the keys."""
+    job = security_job
+    for step in ("s3-train", "s3-sweep"):
+        assert job.step_rc(step) == "0", f"{step}: " + job.console[-6000:]
+    names = list(job.objects)
+    # the scan must have the files the issue found the keys in, and the run's own files
+    for part in ("tuner.pkl", "basic-variant-state-", "tfevents", "summary.json", ".parquet"):
+        assert any(part in k for k in names), f"no {part!r} object among {names}"
+    assert any(k.startswith("runs/") and k.endswith("state.pt") for k in names), names
+    assert any(k.startswith("sweeps/leak/burn_in/") for k in names), names
+    assert any(k.startswith("sweeps/leak/distill/") for k in names), names
+    assert any((job.root / "ray").rglob("*.log")), "no Ray session logs under RAY_TMPDIR"
+
+    hits = []
+    for key, data in job.objects.items():
+        for where, payload in _unpacked(f"s3://{job.bucket}/{key}", data):
+            hits += [f"{label} in {where}" for n, label in job.needles.items() if n in payload]
+    hits += _leaks(job.root, job.needles, skip=job.laptop)  # session logs, staging, caches
+    out = job.console.encode()
+    hits += [f"{label} in the job's output" for n, label in job.needles.items() if n in out]
+    assert not hits, "credentials leaked:\n" + "\n".join(hits)
