@@ -372,28 +372,6 @@ def test_ray_job_submit_runs_the_smoke_preset(smoke_data, tmp_path):
             recorded.write_bytes(recorded_before)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(500)
-def test_local_cli_starts_its_own_ray_without_the_preemption_watcher_error(smoke_data, tmp_path):
-    """`python -m diod_ray.train` on a laptop (no RAY_ADDRESS) starts its own Ray instance with
-    LOCAL_CLUSTER_ENV: the console has its epoch lines and JSON line, and not the core_worker.cc
-    ERROR line Train V2's preemption watcher logs on creation (ray-project/ray#53727)."""
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    env.pop("RAY_ADDRESS", None)
-    env.pop("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", None)
-    out = subprocess.run(
-        [sys.executable, "-m", "diod_ray.train", "--preset", "smoke", "--set",
-         f"data.uri={smoke_data}", f"run.storage_path={tmp_path / 'runs'}", "run.name=laptop"],
-        env=env, capture_output=True, text=True, timeout=400, cwd=REPO,
-    )  # fmt: skip
-    console = out.stdout + out.stderr
-    assert out.returncode == 0, console[-3000:]
-    epoch_lines = [ln for ln in console.splitlines() if "[laptop] " in ln and " epoch " in ln]
-    assert len(epoch_lines) == 2, epoch_lines
-    assert json.loads(out.stdout.splitlines()[-1])["steps"] == 4
-    assert "PreemptionWatcher" not in console, console[-3000:]
-
-
 def _wait_for_dashboard(port: int, head: subprocess.Popen, timeout_s: float = 120) -> None:
     import urllib.request
 
