@@ -38,6 +38,12 @@ def hsv_colour(rng, s_range, v_range) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
+def any_colour(rng) -> np.ndarray:
+    """One RGB colour (float32 [3], 0..255): any hue, saturation 0..1, value 0.15..1 (v2's one
+    texture family and v3's kinds and background)."""
+    return hsv_colour(rng, (0.0, 1.0), (0.15, 1.0))
+
+
 def texture_pattern(rng, h, w, scale, kind=None) -> np.ndarray:
     """A texture pattern in [0, 1], float32 [h,w]: stripes, checker, dots, noise or flat."""
     kind = kind or rng.choice(["flat", "stripes", "checker", "dots", "noise"])

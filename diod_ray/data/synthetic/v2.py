@@ -28,12 +28,17 @@ frame and scaled with ``sqrt(H * W / (64 * 128))`` as in version 1.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from diod_ray.config import SyntheticConfig
 from diod_ray.data.synthetic.clutter import ClutterSpec, apply_sways, near_poles, sway_regions
-from diod_ray.data.synthetic.draw import shape_mask, texture_pattern, value_noise, voronoi_cells
+from diod_ray.data.synthetic.draw import (
+    any_colour,
+    shape_mask,
+    texture_pattern,
+    value_noise,
+    voronoi_cells,
+)
 from diod_ray.data.synthetic.world import (
     Sprite,
     SyntheticVideo,
@@ -76,21 +81,14 @@ TEXTURE_KINDS = ("flat", "stripes", "checker", "dots", "noise", "grain")
 # ------------------------------------------------------------------------------------------
 
 
-def _colour(rng) -> np.ndarray:
-    """One RGB colour (float32 [3], 0..255): any hue, saturation 0..1, value 0.15..1."""
-    hsv = np.array(
-        [[[rng.uniform(0, 180), rng.uniform(0.0, 1.0) * 255, rng.uniform(0.15, 1.0) * 255]]],
-        np.float32,
-    ).astype(np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-
-
 def texture(rng, h: int, w: int, scale: float) -> np.ndarray:
     """A texture patch uint8 [h,w,3] from the distribution shared by objects and background:
     two colours mixed by a pattern (flat, stripes, checker, dots, noise, wood grain), fine noise
     and a shading gradient."""
-    base = _colour(rng)
-    second = _colour(rng) if rng.random() < 0.5 else np.clip(base * rng.uniform(0.4, 0.8), 0, 255)
+    base = any_colour(rng)
+    second = (
+        any_colour(rng) if rng.random() < 0.5 else np.clip(base * rng.uniform(0.4, 0.8), 0, 255)
+    )
     kind = TEXTURE_KINDS[int(rng.integers(len(TEXTURE_KINDS)))]
     if kind == "grain":
         yy = np.mgrid[0:h, 0:w][0].astype(np.float32)

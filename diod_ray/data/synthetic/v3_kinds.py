@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from diod_ray.data.synthetic.draw import value_noise, voronoi_cells
+from diod_ray.data.synthetic.draw import any_colour, value_noise, voronoi_cells
 
 KINDS = ("car", "person", "sign")
 # object area (px at 64x128; the stride-4 grid cell is 16 px): uniform in this range
@@ -49,15 +49,6 @@ BLOB_CELL = (8.0, 20.0)
 # ------------------------------------------------------------------------------------------
 
 
-def _colour(rng) -> np.ndarray:
-    """One RGB colour (float32 [3], 0..255): any hue, saturation 0..1, value 0.15..1."""
-    hsv = np.array(
-        [[[rng.uniform(0, 180), rng.uniform(0.0, 1.0) * 255, rng.uniform(0.15, 1.0) * 255]]],
-        np.float32,
-    ).astype(np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-
-
 def _luma(c: np.ndarray) -> float:
     return float(0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
 
@@ -66,9 +57,9 @@ def colour_pair(rng) -> tuple[np.ndarray, np.ndarray]:
     """Two RGB colours (float32 [3]) of one texture, from the one colour distribution of every
     texture (objects and background alike); they differ in luminance, so the pattern is visible
     to the grey-level flow."""
-    a = _colour(rng)
+    a = any_colour(rng)
     for _ in range(16):
-        b = _colour(rng)
+        b = any_colour(rng)
         if abs(_luma(a) - _luma(b)) >= PAIR_MIN_LUMA:
             return a, b
     return a, (a * 0.3 if _luma(a) > 127 else np.clip(a + 120.0, 0, 255)).astype(np.float32)
