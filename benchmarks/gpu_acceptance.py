@@ -314,26 +314,32 @@ def main(argv: list[str] | None = None) -> int:
         "plan": {k: plan[k] for k in ("preset", "batch", "data_resolution", "data_clips")},
     }
     chosen = set(args.sections)
-    if "train_step" in chosen:
-        doc["train_step"] = section_train_step(plan, args)
-    if "deterministic" in chosen:
-        doc["deterministic"] = section_deterministic(plan, doc.get("train_step", {}).get("bf16"))
-    if "pseudo_labels" in chosen:
-        doc["pseudo_labels"] = section_pseudo_labels(plan)
-    if "matching" in chosen:
-        doc["matching"] = section_matching(plan)
-    if "ddp" in chosen:
-        doc["ddp"] = section_ddp(plan)
-    if "data" in chosen:
-        bf16 = doc.get("train_step", {}).get("bf16", {})
-        doc["data"] = section_data(plan, bf16.get("clips_per_s_burn_in"))
+    runners = {
+        "train_step": lambda: section_train_step(plan, args),
+        "deterministic": lambda: section_deterministic(plan, doc.get("train_step", {}).get("bf16")),
+        "pseudo_labels": lambda: section_pseudo_labels(plan),
+        "matching": lambda: section_matching(plan),
+        "ddp": lambda: section_ddp(plan),
+        "data": lambda: section_data(
+            plan, doc.get("train_step", {}).get("bf16", {}).get("clips_per_s_burn_in")
+        ),
+    }
+    for name in SECTIONS:
+        if name in chosen:
+            doc[name] = runners[name]()
+            # written after every section: a time limit or a machine taken back mid-way still
+            # leaves the finished sections on disk
+            _finish(doc, t0, args.out)
+    print(json.dumps(_finish(doc, t0, args.out), indent=1))
+    return 0
+
+
+def _finish(doc: dict, t0: float, out: str | None) -> dict:
     doc["errors"] = sorted(k for k in SECTIONS if isinstance(doc.get(k), dict) and _failed(doc[k]))
     doc["total_wall_s"] = round(time.perf_counter() - t0, 1)
-    text = json.dumps(doc, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
-    return 0
+    if out:
+        Path(out).write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
 
 
 def _failed(section: dict) -> bool:

@@ -99,7 +99,7 @@ def candidate_score(masks: Tensor, source: Tensor, num: int | None = None) -> Te
     * dense: ``masks`` float/bool [..., C, h, w] binary, ``source`` [..., C or 1, h, w]
       (e.g. motion masks [B, T, O, h, w] scored on W_fg [B, T, 1, h, w]) -> [..., C];
     * segments: ``masks`` int64 [P] segment id of each pixel (-1 = none) and ``source`` [P] with
-      ``num`` segments -> [num] (the batched candidate path: one bincount over all frames).
+      ``num`` segments -> [num] (the batched candidate path: one segment sum over all frames).
 
     Empty masks score 0.
     """
@@ -107,7 +107,11 @@ def candidate_score(masks: Tensor, source: Tensor, num: int | None = None) -> Te
         if num is None:
             raise ValueError("candidate_score on segment ids needs num (the number of segments)")
         ids = masks + 1  # bin 0 collects the pixels outside every segment
-        total = torch.bincount(ids, weights=source.to(torch.float32), minlength=num + 1)[1:]
+        # a 1-D scatter_add_, not bincount(weights=): CUDA has no deterministic weighted bincount,
+        # which made distillation differ between two `run.deterministic` GPU runs (docs/performance.md
+        # §6); on the CPU both sum in index order, bit for bit the same
+        total = torch.zeros(num + 1, dtype=torch.float32, device=ids.device)
+        total = total.scatter_add_(0, ids, source.to(torch.float32))[1:]
         count = torch.bincount(ids, minlength=num + 1)[1:]
         return total / count.clamp(min=1)
     c = masks.to(source.dtype)

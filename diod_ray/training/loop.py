@@ -53,8 +53,9 @@ def seed_and_determinism(cfg: Config, device: torch.device, seed: int) -> None:
     ``CUBLAS_WORKSPACE_CONFIG=:4096:8``); otherwise a GPU keeps cudnn.benchmark on. The data
     path seeds itself (diod_ray/data/streaming/order.py); docs/performance.md, "Deterministic runs".
 
-    ``warn_only``: an op without a deterministic CUDA kernel (e.g. ``bincount`` with weights)
-    warns, naming itself, instead of failing the run hours in."""
+    ``warn_only``: an op without a deterministic CUDA kernel warns, naming itself, instead of
+    failing the run hours in (none is known since eq. (2) sums with ``scatter_add_``;
+    docs/performance.md §6 has the two-machine check that found the last one)."""
     if cfg.run.deterministic:
         ray.train.torch.enable_reproducibility(seed % 2**32)
         torch.use_deterministic_algorithms(True, warn_only=True)

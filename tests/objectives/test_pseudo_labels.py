@@ -228,3 +228,33 @@ def test_bad_input():
         extract_candidates(attn, torch.rand(2, 4, 5), DistillConfig(), BG)
     with pytest.raises(ValueError, match="bg_index"):
         extract_candidates(attn, torch.rand(2, 4, 4), DistillConfig(), K)
+
+
+def test_segment_scores_equal_dense_scores_and_sum_in_index_order():
+    """Eq. (2) on segment ids (the batched path) equals the dense formula, and its per-segment
+    sums are the index-order sums bincount(weights=) gives on the CPU, bit for bit (the op it
+    replaced; CUDA has no deterministic weighted bincount, docs/performance.md §6)."""
+    g = torch.Generator().manual_seed(0)
+    num, p = 7, 5000
+    ids = torch.randint(-1, num, (p,), generator=g)
+    w = torch.rand(p, generator=g)
+    score = candidate_score(ids, w, num)
+    dense = torch.stack([(ids == s).float() for s in range(num)])  # [num, P] as [C, h=1, w=P]
+    assert torch.allclose(score, candidate_score(dense[:, None], w[None, None]), atol=1e-6)
+    count = torch.bincount(ids + 1, minlength=num + 1)[1:].clamp(min=1)
+    summed = torch.bincount(ids + 1, weights=w, minlength=num + 1)[1:]
+    assert torch.equal(score, summed / count)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_segment_scores_run_under_strict_determinism_on_cuda():
+    """No op of the candidate path lacks a deterministic CUDA kernel (strict mode raises)."""
+    ids = torch.randint(-1, 9, (10_000,), device="cuda")
+    w = torch.rand(10_000, device="cuda")
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        a, b = candidate_score(ids, w, 9), candidate_score(ids, w, 9)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert torch.equal(a, b)
