@@ -4,9 +4,10 @@ one JSON object (issue 22: the job should reach >= 85 % of its own step).
     python benchmarks/data_job_vs_step.py [--epochs 3] [--data-uri DIR]
 
 - ``job``: ``python -m diod_ray.train`` with the default preset's settings (one Train worker,
-  ``run.cpus_per_worker=1``, Ray Data on the other cores), burn-in only, ``--epochs`` epochs;
-  the median of TensorBoard's ``perf/clips_per_s`` over the logging intervals after the first
-  (benchmarks/default_job_cores.py, ``run_one``).
+  ``run.cpus_per_worker=1``, Ray Data on the other cores, ``run.torch_threads`` from the
+  preset), burn-in only, ``--epochs`` epochs; the median of TensorBoard's ``perf/clips_per_s``
+  over the logging intervals after the first (benchmarks/default_job_cores.py, ``run_one``);
+  then the same job with ``run.torch_threads=1`` (torch on the one CPU the worker holds).
 - ``step``: ``benchmarks/train_step.py --presets synthetic`` (the loop's full step on a fixed
   batch, no data path), with torch's default threads and with one thread (the job's worker holds
   one CPU), each in a fresh process.
@@ -61,18 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="diod-job-step-") as tmp:
         uri = args.data_uri or os.path.join(tmp, "data")
         data = [f"data.uri={uri}", f"data.synthetic.version={args.version}"]
-        job = run_one("job", "synthetic", args.epochs, os.path.join(tmp, "runs"), data)
-        one = step_rate(1)  # the job's worker holds one CPU: the like-for-like step, first
+        runs = os.path.join(tmp, "runs")
+        job = run_one("job", "synthetic", args.epochs, runs, data)
+        # the same job with torch on the one CPU its worker holds (the preset's setting before
+        # run.torch_threads)
+        job_one = run_one("job-1t", "synthetic", args.epochs, runs, data + ["run.torch_threads=1"])
+        one = step_rate(1)
         default = step_rate(None)
     rate = job["clips_per_s_median"]
     doc = {
         "benchmark": "data_job_vs_step",
         "cpu_count": os.cpu_count(),
         "job_burn_in": job,
+        "job_burn_in_torch_one_thread": job_one,
         "step_default_threads": default,
         "step_one_thread": one,
         "job_over_step_default_threads": round(rate / default["clips_per_s_burn_in"], 3),
         "job_over_step_one_thread": round(rate / one["clips_per_s_burn_in"], 3),
+        "job_torch_one_thread_over_step_one_thread": round(
+            job_one["clips_per_s_median"] / one["clips_per_s_burn_in"], 3
+        ),
     }
     print(json.dumps(doc, indent=2))
     return 0

@@ -263,6 +263,10 @@ class RunConfig:
     use_gpu: bool = False
     # CPUs reserved per Train worker; keep some free for Ray Data's read/augment tasks
     cpus_per_worker: float = 1.0
+    # torch intra-op threads per worker; 0 = the CPUs it holds (int(cpus_per_worker), at least 1).
+    # More than it holds only where the CPUs Ray Data reserves sit mostly idle: the 2-core laptop
+    # preset, whose data path takes a few % of the core it reserves (docs/performance.md §4c)
+    torch_threads: int = 0
     # "bf16" autocast on GPU (default), "fp16" autocast + GradScaler, "fp32" everywhere (CPU is fp32)
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     channels_last: bool = True

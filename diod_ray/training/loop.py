@@ -37,8 +37,8 @@ from diod_ray.training.tensorboard import Logger
 def use_worker_cores(cfg: Config) -> None:
     """torch's intra-op threads = the CPUs this worker holds (``run.cpus_per_worker``, at least
     one), so Ray Data's decode/augment tasks get the rest of the node instead of fighting torch
-    for it (docs/performance.md, "Cores")."""
-    torch.set_num_threads(max(1, int(cfg.run.cpus_per_worker)))
+    for it (docs/performance.md, "Cores"); ``run.torch_threads`` > 0 sets the count instead."""
+    torch.set_num_threads(cfg.run.torch_threads or max(1, int(cfg.run.cpus_per_worker)))
 
 
 def seed_everything(seed: int) -> None:

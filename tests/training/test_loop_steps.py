@@ -21,6 +21,7 @@ from diod_ray.training.loop import (
     maybe_restart_optimizer,
     report_metrics,
     start_distillation,
+    use_worker_cores,
 )
 from diod_ray.training.schedule import make_plan
 from diod_ray.training.state import TrainState, burn_in_end_uri, read_kept_state
@@ -190,3 +191,19 @@ def test_last_epoch_end_sums_the_teacher_and_prints_the_line(tmp_path, capsys):
     assert run.last_ckpt_step == 4 and run.last_val == {}
     out = capsys.readouterr().out
     assert "[steps] distill epoch 3/3 step 6" in out and "teacher 0.50 kept/frame" in out
+
+
+def test_torch_threads_follow_the_worker_cpus_unless_set():
+    """torch's threads = the CPUs the worker holds; run.torch_threads overrides (the synthetic
+    preset, a 2-core laptop: 2 threads beside the core Ray Data reserves)."""
+    before = torch.get_num_threads()
+    try:
+        use_worker_cores(apply_overrides(load_preset("smoke"), {"run.cpus_per_worker": 1.0}))
+        assert torch.get_num_threads() == 1
+        use_worker_cores(load_preset("synthetic"))
+        assert torch.get_num_threads() == 2
+        cfg = apply_overrides(load_preset("synthetic"), {"run.torch_threads": 1})
+        use_worker_cores(cfg)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
