@@ -54,8 +54,7 @@ def seed_and_determinism(cfg: Config, device: torch.device, seed: int) -> None:
     path seeds itself (diod_ray/data/streaming/order.py); docs/performance.md, "Deterministic runs".
 
     ``warn_only``: an op without a deterministic CUDA kernel warns, naming itself, instead of
-    failing the run hours in (none is known since eq. (2) sums with ``scatter_add_``;
-    docs/performance.md §6 has the two-machine check that found the last one)."""
+    failing the run hours in (none known since eq. (2) sums with scatter_add_; perf doc §6)."""
     if cfg.run.deterministic:
         ray.train.torch.enable_reproducibility(seed % 2**32)
         torch.use_deterministic_algorithms(True, warn_only=True)
