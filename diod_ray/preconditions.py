@@ -294,3 +294,48 @@ def summary_json(values: Mapping[str, Any], split: str = "val") -> dict[str, Any
         "measured": parts,
         "verdict": verdict(values)["text"],
     }
+
+
+# ============================================================================================
+# The benchmark's premise, measured on the data before any training (docs/data.md, "Version 3")
+# ============================================================================================
+# The gates ask whether a burn-in can test the claim; the premise asks whether the data can:
+# objects (static ones included) must look unlike the background, or no method can carry
+# objectness from moving to static objects (diod_ray/data/inspection/premise.py). A run or sweep
+# measures it once, before training, and it joins the verdict.
+
+
+def premise_line(premise: Mapping[str, Any], prefix: str = "[diod_ray]") -> str:
+    """One console line: the two pixel classifiers' AUCs and whether the premise holds."""
+    holds = premise.get("premise_holds")
+    if holds is None:
+        why = premise.get("skipped") or "an AUC could not be computed"
+        return f"{prefix} premise of the data: not measured ({why})"
+
+    def auc(name: str) -> str:
+        v, s = premise.get(f"{name}_auc"), premise.get(f"{name}_auc_static")
+        show = lambda x: "null" if x is None else f"{x:.3f}"  # noqa: E731
+        return f"{name} AUC {show(v)} (static {show(s)})"
+
+    return (
+        f"{prefix} premise of the data: {auc('appearance')}, {auc('colour')}: "
+        f"{'holds' if holds else 'FAILS'} (rule: {premise.get('rule', '')})"
+    )
+
+
+def premise_failed(premise: Mapping[str, Any] | None) -> bool:
+    return premise is not None and premise.get("premise_holds") is False
+
+
+def with_premise(text: str, premise: Mapping[str, Any] | None) -> str:
+    """A gates verdict (:func:`verdict`'s text) with the data's premise: a failed premise makes
+    any comparison untestable and leads the list ("untestable: premise, headroom"); a premise
+    that was not measured is said after the verdict. ``premise``: None when not asked for."""
+    if premise is None:
+        return text
+    if premise_failed(premise):
+        rest = text[len("untestable: ") :] if text.startswith("untestable: ") else ""
+        return "untestable: premise" + (f", {rest}" if rest else "")
+    if premise.get("premise_holds") is None:
+        return f"{text} (premise not measured)"
+    return text

@@ -159,5 +159,7 @@ def smoke_run(ray_session, smoke_shards, tmp_path_factory) -> SmokeRun:
     from diod_ray.train import run
 
     shared = SmokeRun(smoke_shards, str(tmp_path_factory.mktemp("smoke-run")))
+    # the data's premise is measured before training and joins the verdict (test_preconditions)
+    shared.cfg = shared.config("smoke", **{"run.measure_premise": True})
     shared.summary = run(shared.cfg, progress=False)
     return shared

@@ -286,6 +286,11 @@ class RunConfig:
     image_every_steps: int = 200
     tensorboard: bool = True
     evaluate_at_end: bool = True
+    # a distillation run (and a sweep, once) measures whether its data satisfies DIOD's premise
+    # before training (diod_ray/data/inspection/premise.py: two pixel classifiers on the train
+    # and val splits, a few seconds; needs GT and scikit-learn) and joins it to the verdict
+    # ("untestable: premise, ..."); false: not measured, the verdict is the gates' alone
+    measure_premise: bool = True
     # every N epochs report val/<metric> on the first run.val_clips clips of data.val_split
     # (test_split when the URI has no val split; ASHA needs a quality signal per epoch); 0 = never
     val_every_epochs: int = 0

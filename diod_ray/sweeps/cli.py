@@ -24,6 +24,7 @@ from diod_ray.config import (
     parse_set,
     preset_names,
 )
+from diod_ray.preconditions import premise_line
 from diod_ray.storage import normalise_uri
 from diod_ray.sweeps.cluster import sweep_cluster
 from diod_ray.sweeps.driver import RESULTS_FILE, RUNS_DIR, SweepError, run_stage
@@ -42,7 +43,7 @@ from diod_ray.sweeps.plan import (
     trial_resources,
 )
 from diod_ray.sweeps.report.files import write_report
-from diod_ray.sweeps.report.results import SWEEP_FILE, seconds_per_epoch
+from diod_ray.sweeps.report.results import PREMISE_FILE, SWEEP_FILE, seconds_per_epoch
 from diod_ray.sweeps.store import exists, join, read_json, write_json
 
 
@@ -149,6 +150,8 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict
                 "or --storage, or delete that directory to start over"
             )
     write_json(previous, stored, cfg.storage)
+    if cfg.run.measure_premise:
+        print(premise_line(sweep_premise(cfg, root), "[sweep]"), flush=True)
     done: dict[str, dict[str, Any]] = {}
     for stage in plan.stages:
         meta = {**sweep, "stage": stage.name, "variants": stage.variants}
@@ -189,6 +192,20 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict
     report = write_report(root, cfg.storage)
     print(f"[sweep] done: {report['table']}, {report['csv']}, {report['plot']}", flush=True)
     return {"root": root, "complete": True, "report": report}
+
+
+def sweep_premise(cfg: Config, root: str) -> dict[str, Any]:
+    """The data's premise (diod_ray/data/inspection/premise.py), measured once per sweep before
+    its first trial and kept in ``<root>/premise.json``; a resumed sweep reads it back. Every
+    row of the report carries it in its verdict ("untestable: premise, ...")."""
+    uri = join(root, PREMISE_FILE)
+    if exists(uri, cfg.storage):
+        return read_json(uri, cfg.storage)
+    from diod_ray.data.inspection.summary import benchmark_premise
+
+    premise = benchmark_premise(cfg)
+    write_json(uri, premise, cfg.storage)
+    return premise
 
 
 def sweep_parser(prog: str, description: str, default_name: str) -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ from typing import Any
 
 from diod_ray import storage
 from diod_ray.config import Config, to_dict
-from diod_ray.preconditions import from_metrics, summary_json
+from diod_ray.preconditions import from_metrics, premise_line, summary_json, with_premise
 from diod_ray.storage import json_safe, run_uri
 
 SUMMARY_FILE = "summary.json"
@@ -140,7 +140,9 @@ def ensure_ray() -> None:
     ray.init(address=address or "local", log_to_driver=True)
 
 
-def summarise(cfg: Config, result) -> dict[str, Any]:
+def summarise(cfg: Config, result, premise: dict | None = None) -> dict[str, Any]:
+    """The final JSON line. ``premise``: the data's premise measured before training
+    (:func:`measure_premise`), which joins the gates' verdict."""
     metrics = dict(result.metrics or {})
     ckpt = result.checkpoint
     checkpoint = storage.uri_of(ckpt.path, ckpt.filesystem) if ckpt is not None else None
@@ -171,7 +173,25 @@ def summarise(cfg: Config, result) -> dict[str, Any]:
     gates = from_metrics(metrics)
     if gates is not None:  # measured at the switch (a distillation run): gates and verdict
         out["preconditions"] = summary_json(gates)
+    if premise is not None:  # the data's premise joins the verdict ("untestable: premise, ...")
+        out["premise"] = premise
+        if "preconditions" in out:
+            out["preconditions"]["verdict"] = with_premise(out["preconditions"]["verdict"], premise)
     return out
+
+
+def measure_premise(cfg: Config) -> dict | None:
+    """Whether the data satisfies DIOD's premise (diod_ray/data/inspection/premise.py), measured
+    once before a distillation run trains (a few seconds on the synthetic preset) and printed in
+    one line; None for a burn-in-only run, which tests no claim, or ``run.measure_premise``
+    false."""
+    if cfg.schedule.distill_epochs <= 0 or not cfg.run.measure_premise:
+        return None
+    from diod_ray.data.inspection.summary import benchmark_premise
+
+    premise = benchmark_premise(cfg)
+    print(premise_line(premise), flush=True)
+    return premise
 
 
 def teacher_summary(cfg: Config, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -219,12 +239,13 @@ def run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
         from diod_ray.data.synthetic.generate import ensure_synthetic
 
         ensure_synthetic(cfg, progress=progress)
+    premise = measure_premise(cfg)
     # quiets Ray Data before Ray starts: the driver checks the shards with Ray Data before the fit
     ensure_ray()
     from diod_ray.training.shared_storage import check_run_storage
 
     check_run_storage(cfg)  # a node-local run.storage_path on a multi-node cluster: refused here
     result = fit(cfg)
-    summary = summarise(cfg, result)
+    summary = summarise(cfg, result, premise)
     write_summary(cfg, summary)
     return summary

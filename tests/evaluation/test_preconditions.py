@@ -28,9 +28,11 @@ from diod_ray.preconditions import (
     from_metrics,
     gate_values,
     measure_preconditions,
+    premise_line,
     summary_json,
     to_metrics,
     verdict,
+    with_premise,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -367,12 +369,37 @@ def test_run_measures_the_gates_at_the_switch(smoke_run):
         assert set(g) == {"value", "threshold", "comparison", "passed", "why"}, name
         assert (g["value"] is None) == (g["why"] is not None), name
     failed = [n for n, g in pre["gates"].items() if not g["passed"]]
-    assert pre["verdict"] == ("testable" if not failed else "untestable: " + ", ".join(failed))
     assert {"motion_precision", "filtered_motion_precision"} <= set(pre)
     # all of the smoke val split: 4 clips of 3 frames
     assert pre["measured"]["frames"] == 4 * cfg.data.clip_len
+    # the data's premise, measured before training, joins the verdict
+    premise = summary["premise"]
+    assert premise["premise_holds"] in (True, False) or premise["skipped"]
+    gates_text = "testable" if not failed else "untestable: " + ", ".join(failed)
+    assert pre["verdict"] == with_premise(gates_text, premise)
     acc = EventAccumulator(str(smoke_run.run_dir / "tensorboard"))
     acc.Reload()
     burn_in_end = cfg.schedule.burn_in_epochs * cfg.schedule.steps_per_epoch
     first = acc.Scalars("gates/testable")[0]  # at the switch (the end logs ts.metrics again)
     assert (first.step, first.value) == (burn_in_end, float(not failed))
+
+
+def test_the_premise_joins_the_verdict_and_leads_it_when_it_fails():
+    fails = {"premise_holds": False, "appearance_auc": 0.851, "appearance_auc_static": 0.857}
+    fails.update(colour_auc=0.476, colour_auc_static=None, rule="the rule")
+    assert with_premise("testable", fails) == "untestable: premise"
+    assert with_premise("untestable: headroom", fails) == "untestable: premise, headroom"
+    assert with_premise("testable", {**fails, "premise_holds": True}) == "testable"
+    skipped = {"skipped": "split 'val' has no GT (the classifiers learn from it)"}
+    assert with_premise("untestable: headroom", skipped) == (
+        "untestable: headroom (premise not measured)"
+    )
+    assert with_premise("testable", None) == "testable"  # not asked for: a burn-in-only run
+    assert premise_line(fails) == (
+        "[diod_ray] premise of the data: appearance AUC 0.851 (static 0.857), colour AUC 0.476 "
+        "(static null): FAILS (rule: the rule)"
+    )
+    assert premise_line(skipped, "[sweep]") == (
+        "[sweep] premise of the data: not measured (split 'val' has no GT (the classifiers "
+        "learn from it))"
+    )

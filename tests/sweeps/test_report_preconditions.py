@@ -130,3 +130,47 @@ def test_alpha_burnin_report_has_gates_per_cell_and_seed(tmp_path):
     assert "untestable" not in row2
     assert "| α 0.3, burn-in 1, seed 0 | 5.9 % FAIL |" in table
     assert math.isnan(to_metrics(NO_KEPT)["gates/kept_precision"])  # stored as NaN, read as null
+
+
+# the data's premise (premise.json, measured once before the first trial) joins every verdict
+PREMISE_FAILS = {  # v3 with a quarter of the background in object textures (docs/data.md)
+    "appearance_auc": 0.851,
+    "appearance_auc_static": 0.857,
+    "colour_auc": 0.476,
+    "colour_auc_static": 0.491,
+    "premise_holds": False,
+    "rule": "appearance AUC >= 0.9 and colour AUC <= 0.75 (all and static)",
+}
+PREMISE_HOLDS = {**PREMISE_FAILS, "appearance_auc": 0.985, "appearance_auc_static": 0.985}
+PREMISE_HOLDS["premise_holds"] = True
+
+
+def test_a_failed_premise_makes_testable_burn_ins_untestable(tmp_path):
+    root = str(tmp_path / "bg25")
+    write_json(f"{root}/premise.json", PREMISE_FAILS)
+    out = _ablation_report(root, ablation_trials({0: TESTABLE, 1: LOW_F1}), [0, 1])
+    table = open(out["table"]).read()
+    assert diod_row(table, "## (b) distillation")[-1].endswith(
+        "— untestable: premise, burn_in_f1, kept_area_ratio (gates failed on seed 1 of 2)"
+    )
+    section = table.split("## Preconditions at the switch")[1]
+    assert "Premise of the data: appearance AUC 0.851 (static 0.857)" in section
+    assert "FAILS" in section and "every comparison below is untestable" in section
+    seed0 = next(line for line in section.splitlines() if line.startswith("| seed 0 |"))
+    assert seed0.rstrip().endswith("| untestable: premise |")
+    gates = list(csv.DictReader(io.StringIO(open(out["gates"]).read())))
+    assert [r["verdict"] for r in gates] == [
+        "untestable: premise",
+        "untestable: premise, burn_in_f1, kept_area_ratio",
+    ]
+
+
+def test_a_premise_that_holds_changes_no_verdict(tmp_path):
+    root = str(tmp_path / "v3")
+    write_json(f"{root}/premise.json", PREMISE_HOLDS)
+    table = open(_ablation_report(root, ablation_trials({0: TESTABLE}), [0])["table"]).read()
+    assert diod_row(table, "## (b) distillation")[-1] == "-3.6 (n=1)"
+    assert "appearance AUC 0.985 (static 0.985), colour AUC 0.476 (static 0.491): holds" in table
+    assert "| testable |" in table
+    old = _ablation_report(str(tmp_path / "old"), ablation_trials({0: TESTABLE}), [0])
+    assert "Premise of the data: not measured" in open(old["table"]).read()

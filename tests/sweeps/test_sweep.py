@@ -11,6 +11,7 @@ import os
 import pytest
 
 from diod_ray.config import load_preset
+from diod_ray.preconditions import premise_line
 from diod_ray.sweeps import commands
 from diod_ray.sweeps.plan import (
     PlanError,
@@ -475,6 +476,7 @@ def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(
 
     args = ["--preset", "smoke", "--alphas", "0.2", "0.3", "--burn-in", "1", "--distill", "1"]
     args += ["--storage", str(tmp_path), "--name", "grid", "--max-concurrent", "1"]
+    args += ["--set", "run.measure_premise=true"]
     root = tmp_path / "grid"
     assert commands.alpha_burnin(args + ["--stop-after-trials", "1"]) == 3
     interrupted_at = time.time()
@@ -487,6 +489,10 @@ def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(
     stopped = "".join(capfd.readouterr())
     assert "[sweep] stopping after 1 trial(s) as asked; run again to resume" in stopped
     assert "run the same command again to resume" in stopped, stopped[-3000:]
+    # the data's premise, measured once before the first trial and read back on resume
+    assert "[sweep] premise of the data: " in stopped
+    premise = json.loads((root / "premise.json").read_text())
+    premise_mtime = os.path.getmtime(root / "premise.json")
     assert commands.alpha_burnin(args) == 0
     console = "".join(capfd.readouterr())
     # no Ray Tune console output, neither its interrupt and restore messages (Tuner.restore is
@@ -522,6 +528,9 @@ def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(
     assert len(fits) >= 4 and _most_at_once(fits) == 1
     for name in ("table.md", "trials.csv", "cells.csv"):
         assert (root / name).exists()
+    assert os.path.getmtime(root / "premise.json") == premise_mtime
+    assert premise_line(premise, "[sweep]") in console
+    assert "Premise of the data: " in (root / "table.md").read_text()
     assert (root / "alpha_burnin.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -97,7 +97,7 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
 
     # DIOD's comparisons test the claim only on a burn-in that passes the gates (issue 21)
     diod_gates = _gates_by_seed(stages, "final")
-    label = untestable_label(diod_gates)
+    label = untestable_label(diod_gates, meta.get("premise"))
 
     out += table("(a) design choices", ["one_to_one", "no_motion_masks", "final"], PAPER_TABLE_4A)
     b = table(
@@ -116,7 +116,7 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
         ]
     gate_rows = [(f"seed {seed}", values) for seed, values in sorted(diod_gates.items())]
     out += teacher_activity_section(stages)
-    out += preconditions_section(gate_rows, "DIOD branch", "DIOD's Δ")
+    out += preconditions_section(gate_rows, "DIOD branch", "DIOD's Δ", meta.get("premise"))
     out += cost_section(meta, stages)
     return "\n".join(out)
 

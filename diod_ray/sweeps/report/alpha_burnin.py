@@ -62,13 +62,13 @@ def alpha_burnin_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]
     ]
     out += _f1_grid(cells, alphas, lengths)
     out += _paper_table_4c()
-    out += _all_metrics_per_cell(cells, alphas, lengths)
+    out += _all_metrics_per_cell(cells, alphas, lengths, meta.get("premise"))
     gate_rows = [
         (f"α {a:g}, burn-in {e}, seed {seed}", values)
         for (a, e), c in sorted(cells.items())
         for seed, values in zip(c["seed"], c["gates"])
     ]
-    out += [""] + preconditions_section(gate_rows, "cell and seed", "Δ F1")
+    out += [""] + preconditions_section(gate_rows, "cell and seed", "Δ F1", meta.get("premise"))
     out += cost_section(meta, stages)
     return "\n".join(out)
 
@@ -119,9 +119,12 @@ def _paper_table_4c() -> list[str]:
     return out
 
 
-def _all_metrics_per_cell(cells: dict, alphas: list[float], lengths: list[int]) -> list[str]:
+def _all_metrics_per_cell(
+    cells: dict, alphas: list[float], lengths: list[int], premise: dict | None
+) -> list[str]:
     """One row per run cell: every metric burn-in → after distillation and the paired F1 gain
-    (labelled "untestable: <gates>" when a seed's burn-in failed a gate)."""
+    (labelled "untestable: <gates>" when a seed's burn-in failed a gate or the data the
+    premise)."""
     out = [
         "",
         "All metrics per cell (%, mean over seeds; burn-in → after distillation):",
@@ -142,7 +145,8 @@ def _all_metrics_per_cell(cells: dict, alphas: list[float], lengths: list[int]) 
 
             gain = paired(by_seed(c, "final/f1"), by_seed(c, "burn_in/f1"))
             delta = fmt_cell(gain) + (" *" if gain["excludes_0"] else "")
-            delta = with_label(delta, untestable_label(dict(zip(c["seed"], c["gates"]))))
+            label = untestable_label(dict(zip(c["seed"], c["gates"])), premise)
+            delta = with_label(delta, label)
             out.append(
                 f"| {a:g} | {e} | {pair('f1')} | {delta} | {pair('fg_ari')} | {pair('all_ari')} | "
                 f"{pair('static_recall')} | {pair('moving_recall')} | {sum(c['done'])}/{len(c['done'])} |"

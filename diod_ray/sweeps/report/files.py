@@ -47,7 +47,7 @@ def write_report(root: str, settings=None) -> dict[str, str]:
     write_bytes(out["csv"], trials_csv(stages).encode(), settings)
     write_bytes(out["cells"], cells_csv(meta, stages).encode(), settings)
     write_bytes(out["plot"], to_png(meta, stages), settings)
-    gates = gates_csv(stages)
+    gates = gates_csv(stages, meta.get("premise"))
     if gates is not None:  # trials that measured the preconditions (issue 21)
         out["gates"] = join(root, GATES_FILE)
         write_bytes(out["gates"], gates.encode(), settings)

@@ -9,22 +9,34 @@ import csv
 import io
 from typing import Any
 
-from diod_ray.preconditions import GATES, from_metrics, gate_results, verdict
+from diod_ray.preconditions import (
+    GATES,
+    from_metrics,
+    gate_results,
+    premise_failed,
+    premise_line,
+    verdict,
+    with_premise,
+)
 
 
-def untestable_label(by_seed: dict[Any, dict | None]) -> str:
+def untestable_label(by_seed: dict[Any, dict | None], premise: dict | None = None) -> str:
     """The label of a comparison made on these seeds' burn-ins: "untestable: <gates>" when some
-    seed failed a gate (naming the seeds when not all did); "" when every measured seed is
-    testable or none was measured (a sweep from before the gates)."""
+    seed failed a gate (naming the seeds when not all did), led by "premise" when the data fails
+    DIOD's premise (then every seed is untestable); "" when the premise did not fail and every
+    measured seed is testable or none was measured (a sweep from before the gates)."""
     measured = {s: v for s, v in by_seed.items() if v is not None}
     failed = {s: verdict(v)["failed"] for s, v in measured.items()}
     bad = sorted((s for s in failed if failed[s]), key=str)
-    if not bad:
-        return ""
     names = [g.name for g in GATES if any(g.name in failed[s] for s in bad)]
+    if premise_failed(premise):
+        names = ["premise"] + names
+    if not names:
+        return ""
     text = "untestable: " + ", ".join(names)
-    if len(bad) < len(measured):
-        text += f" (seed {', '.join(str(s) for s in bad)} of {len(measured)})"
+    if bad and len(bad) < len(measured):
+        seeds = f"seed {', '.join(str(s) for s in bad)} of {len(measured)}"
+        text += f" (gates failed on {seeds})" if premise_failed(premise) else f" ({seeds})"
     return text
 
 
@@ -36,15 +48,27 @@ def _gate_cell(gate, result: dict[str, Any]) -> str:
     return f"{gate.show(result['value'])} {'ok' if result['passed'] else 'FAIL'}"
 
 
+def premise_lines(premise: dict | None) -> list[str]:
+    """The data's premise, measured before the first trial (``premise.json``), as one line."""
+    if premise is None:
+        return ["Premise of the data: not measured (a sweep from before premise.json).", ""]
+    text = premise_line(premise, "").strip()
+    text = text[0].upper() + text[1:]
+    if premise_failed(premise):
+        text += ": every comparison below is untestable, whatever its gates say"
+    return [text + ".", ""]
+
+
 def preconditions_section(
-    rows: list[tuple[str, dict | None]], per: str, compared: str
+    rows: list[tuple[str, dict | None]], per: str, compared: str, premise: dict | None = None
 ) -> list[str]:
-    """The gates per seed (trial) at the switch, on the val split, with M and M' precision and
-    the verdict; ``compared`` names the differences that carry "untestable: <gates>"."""
+    """The data's premise, then the gates per seed (trial) at the switch, on the val split, with
+    M and M' precision and the verdict; ``compared`` names the differences that carry
+    "untestable: <gates>"."""
     out = [
         "## Preconditions at the switch (is this burn-in a test of the claim?)",
         "",
-    ]
+    ] + premise_lines(premise)
     if not any(values is not None for _, values in rows):
         return out + [
             "Not measured: these trials ran before the gates existed (issue 21; docs/teacher.md, "
@@ -71,13 +95,15 @@ def preconditions_section(
         for key in ("motion_precision", "filtered_motion_precision"):
             v = values.get(key)
             cells.append("–" if v is None else f"{100 * v:.1f} %")
-        out.append(f"| {name} | " + " | ".join(cells) + f" | {verdict(values)['text']} |")
+        text = with_premise(verdict(values)["text"], premise)
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {text} |")
     return out + [""]
 
 
-def gates_csv(stages: dict[str, dict[str, Any]]) -> str | None:
+def gates_csv(stages: dict[str, dict[str, Any]], premise: dict | None = None) -> str | None:
     """One row per trial that measured the gates at its switch: stage, trial, variant, seed,
-    each gate's value and pass, M and M' precision, the verdict. None when no trial did."""
+    each gate's value and pass, M and M' precision, the verdict (with the data's premise). None
+    when no trial did."""
     rows = []
     for stage_name, stage in stages.items():
         for t in stage.get("trials", []):
@@ -96,7 +122,7 @@ def gates_csv(stages: dict[str, dict[str, Any]]) -> str | None:
                 row[f"{r['name']}_passed"] = r["passed"]
             row["motion_precision"] = values.get("motion_precision")
             row["filtered_motion_precision"] = values.get("filtered_motion_precision")
-            row["verdict"] = verdict(values)["text"]
+            row["verdict"] = with_premise(verdict(values)["text"], premise)
             rows.append(row)
     if not rows:
         return None

@@ -5,6 +5,7 @@
 Layout of a sweep directory ``<storage>/<name>`` (local path or s3://)::
 
     sweep.json              kind, preset, overrides, plan, trial resources
+    premise.json            the data's premise, measured before the first trial
     <stage>/                the stage's Ray Tune experiment, plus results.json (one per stage)
     runs/<stage>-<trial>/   the Train run of each trial (checkpoints, kept/, tensorboard/)
     table.md trials.csv cells.csv gates.csv <kind>.png     the report (:mod:`.files`)
@@ -25,6 +26,7 @@ TABLE_FILE = "table.md"
 CSV_FILE = "trials.csv"
 CELLS_FILE = "cells.csv"
 GATES_FILE = "gates.csv"  # the preconditions each trial measured at its switch (issue 21)
+PREMISE_FILE = "premise.json"  # the data's premise, measured before the first trial
 METRICS = (
     "f1",
     "fg_ari",
@@ -41,6 +43,7 @@ ReportError = StoreError  # a stored sweep is missing or malformed; the message 
 
 def load_sweep(root: str, settings=None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """``(sweep.json, {stage: results.json})`` of a sweep directory; stages not run yet are absent.
+    ``meta["premise"]``: premise.json's content, None for a sweep from before it existed.
     ``settings``: the config's ``storage:`` section (else the environment's endpoint)."""
     meta_uri = join(root, SWEEP_FILE)
     if not exists(meta_uri, settings):
@@ -49,6 +52,8 @@ def load_sweep(root: str, settings=None) -> tuple[dict[str, Any], dict[str, dict
     for key in ("kind", "plan"):
         if key not in meta:
             raise ReportError(f"{meta_uri}: field {key!r} missing")
+    premise_uri = join(root, PREMISE_FILE)
+    meta["premise"] = read_json(premise_uri, settings) if exists(premise_uri, settings) else None
     stages = {}
     for stage in meta["plan"]["stages"]:
         uri = join(root, stage["name"], RESULTS_FILE)
