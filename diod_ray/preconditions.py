@@ -234,11 +234,18 @@ def gate_results(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def verdict(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"testable": bool, "failed": [gate names], "text": "testable" | "untestable: a, b"}``.
-    ``values``: gate name -> value (None or NaN: not computable, which fails the gate)."""
-    failed = [r["name"] for r in gate_results(values) if not r["passed"]]
+def verdict(values: Mapping[str, Any], premise: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``{"testable": bool, "failed": [names], "text": "testable" | "untestable: a, b"}``.
+    ``values``: gate name -> value (None or NaN: not computable, which fails the gate).
+    ``premise``: the data's premise (:func:`premise_line`; None when not asked for, as in a
+    burn-in-only run). A failed premise makes any comparison untestable and leads the list
+    ("untestable: premise, headroom"); a premise asked for but not measured is said after the
+    text ("testable (premise not measured)")."""
+    failed = ["premise"] if premise_failed(premise) else []
+    failed += [r["name"] for r in gate_results(values) if not r["passed"]]
     text = "testable" if not failed else "untestable: " + ", ".join(failed)
+    if premise is not None and premise.get("premise_holds") is None:
+        text += " (premise not measured)"
     return {"testable": not failed, "failed": failed, "text": text}
 
 
@@ -281,9 +288,12 @@ def from_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None] | None:
     return out
 
 
-def summary_json(values: Mapping[str, Any], split: str = "val") -> dict[str, Any]:
+def summary_json(
+    values: Mapping[str, Any], split: str = "val", premise: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``preconditions`` object of the final JSON line: each gate (value, threshold,
-    comparison, passed, why), M and M' precision, the parts measured, and the verdict text."""
+    comparison, passed, why), M and M' precision, the parts measured, and the verdict text
+    (with the data's premise when given, :func:`verdict`)."""
     gates = {r.pop("name"): r for r in gate_results(values)}
     parts = {k: _finite(v) for k, v in values.items() if k not in GATE_NAMES}
     return {
@@ -292,7 +302,7 @@ def summary_json(values: Mapping[str, Any], split: str = "val") -> dict[str, Any
         "motion_precision": parts.get("motion_precision"),
         "filtered_motion_precision": parts.get("filtered_motion_precision"),
         "measured": parts,
-        "verdict": verdict(values)["text"],
+        "verdict": verdict(values, premise)["text"],
     }
 
 
@@ -325,17 +335,3 @@ def premise_line(premise: Mapping[str, Any], prefix: str = "[diod_ray]") -> str:
 
 def premise_failed(premise: Mapping[str, Any] | None) -> bool:
     return premise is not None and premise.get("premise_holds") is False
-
-
-def with_premise(text: str, premise: Mapping[str, Any] | None) -> str:
-    """A gates verdict (:func:`verdict`'s text) with the data's premise: a failed premise makes
-    any comparison untestable and leads the list ("untestable: premise, headroom"); a premise
-    that was not measured is said after the verdict. ``premise``: None when not asked for."""
-    if premise is None:
-        return text
-    if premise_failed(premise):
-        rest = text[len("untestable: ") :] if text.startswith("untestable: ") else ""
-        return "untestable: premise" + (f", {rest}" if rest else "")
-    if premise.get("premise_holds") is None:
-        return f"{text} (premise not measured)"
-    return text

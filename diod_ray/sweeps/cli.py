@@ -196,13 +196,20 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, *, search=None) -> dict
 
 def sweep_premise(cfg: Config, root: str) -> dict[str, Any]:
     """The data's premise (diod_ray/data/inspection/premise.py), measured once per sweep before
-    its first trial and kept in ``<root>/premise.json``; a resumed sweep reads it back. Every
-    row of the report carries it in its verdict ("untestable: premise, ...")."""
+    its first trial and kept in ``<root>/premise.json``; a resumed sweep reads a measurement
+    back. One stored as not measured (``skipped``: no GT on val, scikit-learn missing) is
+    measured again, since what stopped it may have changed, and the new one replaces it (said
+    in one line). Every row of the report carries it in its verdict ("untestable: premise,
+    ...")."""
     uri = join(root, PREMISE_FILE)
-    if exists(uri, cfg.storage):
-        return read_json(uri, cfg.storage)
+    stored = read_json(uri, cfg.storage) if exists(uri, cfg.storage) else None
+    if stored is not None and stored.get("premise_holds") is not None:
+        return stored
     from diod_ray.data.inspection.summary import benchmark_premise
 
+    if stored is not None:
+        why = stored.get("skipped", "no verdict")
+        print(f"[sweep] {uri} says the premise was not measured ({why}); measuring it again")
     premise = benchmark_premise(cfg)
     write_json(uri, premise, cfg.storage)
     return premise

@@ -12,7 +12,7 @@ from typing import Any
 
 from diod_ray import storage
 from diod_ray.config import Config, to_dict
-from diod_ray.preconditions import from_metrics, premise_line, summary_json, with_premise
+from diod_ray.preconditions import from_metrics, premise_line, summary_json
 from diod_ray.storage import json_safe, run_uri
 
 SUMMARY_FILE = "summary.json"
@@ -172,11 +172,10 @@ def summarise(cfg: Config, result, premise: dict | None = None) -> dict[str, Any
         out["teacher"] = teacher_summary(cfg, metrics)
     gates = from_metrics(metrics)
     if gates is not None:  # measured at the switch (a distillation run): gates and verdict
-        out["preconditions"] = summary_json(gates)
-    if premise is not None:  # the data's premise joins the verdict ("untestable: premise, ...")
+        # the data's premise joins the verdict ("untestable: premise, ...")
+        out["preconditions"] = summary_json(gates, premise=premise)
+    if premise is not None:
         out["premise"] = premise
-        if "preconditions" in out:
-            out["preconditions"]["verdict"] = with_premise(out["preconditions"]["verdict"], premise)
     return out
 
 

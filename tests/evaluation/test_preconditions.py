@@ -32,7 +32,6 @@ from diod_ray.preconditions import (
     summary_json,
     to_metrics,
     verdict,
-    with_premise,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -375,26 +374,34 @@ def test_run_measures_the_gates_at_the_switch(smoke_run):
     # the data's premise, measured before training, joins the verdict
     premise = summary["premise"]
     assert premise["premise_holds"] in (True, False) or premise["skipped"]
-    gates_text = "testable" if not failed else "untestable: " + ", ".join(failed)
-    assert pre["verdict"] == with_premise(gates_text, premise)
+    named = (["premise"] if premise.get("premise_holds") is False else []) + failed
+    expected = "testable" if not named else "untestable: " + ", ".join(named)
+    if premise.get("premise_holds") is None:
+        expected += " (premise not measured)"
+    assert pre["verdict"] == expected
     acc = EventAccumulator(str(smoke_run.run_dir / "tensorboard"))
     acc.Reload()
     burn_in_end = cfg.schedule.burn_in_epochs * cfg.schedule.steps_per_epoch
     first = acc.Scalars("gates/testable")[0]  # at the switch (the end logs ts.metrics again)
-    assert (first.step, first.value) == (burn_in_end, float(not failed))
+    assert (first.step, first.value) == (burn_in_end, float(not failed))  # the gates alone
 
 
 def test_the_premise_joins_the_verdict_and_leads_it_when_it_fails():
     fails = {"premise_holds": False, "appearance_auc": 0.851, "appearance_auc_static": 0.857}
     fails.update(colour_auc=0.476, colour_auc_static=None, rule="the rule")
-    assert with_premise("testable", fails) == "untestable: premise"
-    assert with_premise("untestable: headroom", fails) == "untestable: premise, headroom"
-    assert with_premise("testable", {**fails, "premise_holds": True}) == "testable"
+    ok, no_headroom = PASSING, {**PASSING, "headroom": 0.0}
+    assert verdict(ok, fails) == {
+        "testable": False,
+        "failed": ["premise"],
+        "text": "untestable: premise",
+    }
+    assert verdict(no_headroom, fails)["text"] == "untestable: premise, headroom"
+    assert verdict(ok, {**fails, "premise_holds": True})["text"] == "testable"
     skipped = {"skipped": "split 'val' has no GT (the classifiers learn from it)"}
-    assert with_premise("untestable: headroom", skipped) == (
-        "untestable: headroom (premise not measured)"
-    )
-    assert with_premise("testable", None) == "testable"  # not asked for: a burn-in-only run
+    assert verdict(no_headroom, skipped)["text"] == "untestable: headroom (premise not measured)"
+    assert verdict(ok, skipped)["testable"]  # not measured: said, not counted as failed
+    assert verdict(ok, None)["text"] == "testable"  # not asked for: a burn-in-only run
+    assert summary_json(no_headroom, premise=fails)["verdict"] == "untestable: premise, headroom"
     assert premise_line(fails) == (
         "[diod_ray] premise of the data: appearance AUC 0.851 (static 0.857), colour AUC 0.476 "
         "(static null): FAILS (rule: the rule)"

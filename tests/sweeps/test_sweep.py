@@ -534,6 +534,27 @@ def test_alpha_burnin_sweep_interrupted_and_restored_never_oversubscribes(
     assert (root / "alpha_burnin.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_premise_stored_as_not_measured_is_measured_again(smoke_shards, tmp_path, capsys):
+    """premise.json holding a measurement is read back as it is; one holding "not measured"
+    (scikit-learn was missing when the sweep started) is measured again and replaced."""
+    from diod_ray.config import apply_overrides
+    from diod_ray.sweeps.cli import sweep_premise
+
+    cfg = apply_overrides(load_preset("smoke"), {"data.uri": smoke_shards})
+    path = tmp_path / "premise.json"
+    path.write_text(json.dumps({"skipped": "scikit-learn is not installed", "extra": "premise"}))
+    premise = sweep_premise(cfg, str(tmp_path))
+    assert premise["premise_holds"] in (True, False), premise  # the smoke data has GT on val
+    assert json.loads(path.read_text()) == premise
+    assert "says the premise was not measured (scikit-learn is not installed)" in (
+        capsys.readouterr().out
+    )
+    measured = {**premise, "premise_holds": not premise["premise_holds"]}  # not what it measures
+    path.write_text(json.dumps(measured))
+    assert sweep_premise(cfg, str(tmp_path)) == measured
+    assert capsys.readouterr().out == ""
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_threshold_sweep_selects_on_validation(ray_session, tmp_path):

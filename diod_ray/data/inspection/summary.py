@@ -171,7 +171,7 @@ def benchmark_premise(cfg: Config) -> dict:
     """The premise of the data a run or sweep trains on (``cfg.data.uri``), measured before any
     training: :func:`premise_section` over the URI's splits. Its ``premise_holds`` (True, False,
     or absent with a ``skipped`` reason) joins the verdict of the burn-in gates
-    (:func:`diod_ray.preconditions.with_premise`)."""
+    (:func:`diod_ray.preconditions.verdict`)."""
     return premise_section(cfg.data.uri, list_splits(cfg.data.uri, cfg.storage), cfg)
 
 

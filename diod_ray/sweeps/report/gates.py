@@ -16,7 +16,6 @@ from diod_ray.preconditions import (
     premise_failed,
     premise_line,
     verdict,
-    with_premise,
 )
 
 
@@ -95,7 +94,7 @@ def preconditions_section(
         for key in ("motion_precision", "filtered_motion_precision"):
             v = values.get(key)
             cells.append("–" if v is None else f"{100 * v:.1f} %")
-        text = with_premise(verdict(values)["text"], premise)
+        text = verdict(values, premise)["text"]
         out.append(f"| {name} | " + " | ".join(cells) + f" | {text} |")
     return out + [""]
 
@@ -122,7 +121,7 @@ def gates_csv(stages: dict[str, dict[str, Any]], premise: dict | None = None) ->
                 row[f"{r['name']}_passed"] = r["passed"]
             row["motion_precision"] = values.get("motion_precision")
             row["filtered_motion_precision"] = values.get("filtered_motion_precision")
-            row["verdict"] = with_premise(verdict(values)["text"], premise)
+            row["verdict"] = verdict(values, premise)["text"]
             rows.append(row)
     if not rows:
         return None
