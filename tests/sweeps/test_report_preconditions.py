@@ -30,8 +30,9 @@ LOW_F1 = {**TESTABLE, "burn_in_f1": 0.059, "kept_area_ratio": 3.1}
 NO_KEPT = {**TESTABLE, "kept_precision": None, "kept_area_ratio": None}
 
 
-def ablation_trials(gates_by_seed: dict[int, dict | None]) -> list[dict]:
-    """DIOD loses 3.6 points to the control on every seed; DIOD's trial carries its gates."""
+def ablation_trials(gates_by_seed: dict[int, dict | None], offline: bool = False) -> list[dict]:
+    """DIOD loses 3.6 points to the control on every seed; DIOD's trial carries its gates; with
+    ``offline``, offline pseudo-labelling loses 1.0 point to DIOD on every seed."""
     trials = []
     for seed, gates in gates_by_seed.items():
         diod = _trial(f"final{seed}", {"_variant": "final", "run.seed": seed}, 0.06, 0.048)
@@ -39,6 +40,10 @@ def ablation_trials(gates_by_seed: dict[int, dict | None]) -> list[dict]:
             diod["metrics"].update(to_metrics(gates))
         control = _trial(f"ctl{seed}", {"_variant": "more_burn_in", "run.seed": seed}, 0.06, 0.084)
         trials += [diod, control]
+        if offline:
+            trials.append(
+                _trial(f"off{seed}", {"_variant": "offline", "run.seed": seed}, 0.06, 0.038)
+            )
     return trials
 
 
@@ -49,16 +54,18 @@ def diod_row(table: str, section: str) -> list[str]:
 
 
 def test_untestable_burn_in_labels_the_diod_minus_control_difference(tmp_path):
-    out = _ablation_report(
-        str(tmp_path / "ab"), ablation_trials({0: LOW_F1, 1: LOW_F1, 2: NO_KEPT}), [0, 1, 2]
-    )
+    trials = ablation_trials({0: LOW_F1, 1: LOW_F1, 2: NO_KEPT}, offline=True)
+    out = _ablation_report(str(tmp_path / "ab"), trials, [0, 1, 2])
     table = open(out["table"]).read()
     cells = diod_row(table, "## (b) distillation")
     # every pair loses 3.6 points: the interval excludes 0, and the label says what it means
-    assert cells[-1] == (
-        "-3.6 [-3.6, -3.6] (n=3) * — untestable: burn_in_f1, kept_precision, kept_area_ratio"
-    )
-    assert cells[-2].endswith("— untestable: burn_in_f1, kept_precision, kept_area_ratio")
+    label = "untestable: burn_in_f1, kept_precision, kept_area_ratio"
+    assert cells[-2] == f"-3.6 [-3.6, -3.6] (n=3) * — {label}"
+    assert cells[-3].endswith(f"— {label}") and cells[-1] == "–"
+    # a variant distils from the same burn-in: its difference to DIOD carries the same label
+    part = table.split("## (b) distillation")[1]
+    offline = next(ln for ln in part.splitlines() if ln.startswith("| offline"))
+    assert offline.rstrip().endswith(f"| -1.0 [-1.0, -1.0] (n=3) * — {label} |"), offline
     assert "neither supports nor refutes" in table
     # the gates table, one row per seed
     section = table.split("## Preconditions at the switch")[1]
@@ -88,19 +95,19 @@ def test_testable_burn_in_carries_no_label_and_partial_names_the_seeds(tmp_path)
             "table"
         ]
     ).read()
-    assert diod_row(table, "## (b) distillation")[-1] == "-3.6 [-3.6, -3.6] (n=2) *"
+    assert diod_row(table, "## (b) distillation")[-2] == "-3.6 [-3.6, -3.6] (n=2) *"
     assert "| seed 1 | " in table and "| testable |" in table
     mixed = _ablation_report(
         str(tmp_path / "mixed"), ablation_trials({0: TESTABLE, 1: LOW_F1, 2: TESTABLE}), [0, 1, 2]
     )
     cells = diod_row(open(mixed["table"]).read(), "## (b) distillation")
-    assert cells[-1].endswith("— untestable: burn_in_f1, kept_area_ratio (seed 1 of 3)")
+    assert cells[-2].endswith("— untestable: burn_in_f1, kept_area_ratio (seed 1 of 3)")
 
 
 def test_sweep_from_before_the_gates_says_not_measured(tmp_path):
     out = _ablation_report(str(tmp_path / "old"), ablation_trials({0: None}), [0])
     table = open(out["table"]).read()
-    assert diod_row(table, "## (b) distillation")[-1] == "-3.6 (n=1)"  # no label, no claim
+    assert diod_row(table, "## (b) distillation")[-2] == "-3.6 (n=1)"  # no label, no claim
     assert "Not measured: these trials ran before the gates existed" in table
     assert "gates" not in out  # no gates.csv
 
@@ -150,7 +157,7 @@ def test_a_failed_premise_makes_testable_burn_ins_untestable(tmp_path):
     write_json(f"{root}/premise.json", PREMISE_FAILS)
     out = _ablation_report(root, ablation_trials({0: TESTABLE, 1: LOW_F1}), [0, 1])
     table = open(out["table"]).read()
-    assert diod_row(table, "## (b) distillation")[-1].endswith(
+    assert diod_row(table, "## (b) distillation")[-2].endswith(
         "— untestable: premise, burn_in_f1, kept_area_ratio (gates failed on seed 1 of 2)"
     )
     section = table.split("## Preconditions at the switch")[1]
@@ -169,7 +176,7 @@ def test_a_premise_that_holds_changes_no_verdict(tmp_path):
     root = str(tmp_path / "v3")
     write_json(f"{root}/premise.json", PREMISE_HOLDS)
     table = open(_ablation_report(root, ablation_trials({0: TESTABLE}), [0])["table"]).read()
-    assert diod_row(table, "## (b) distillation")[-1] == "-3.6 (n=1)"
+    assert diod_row(table, "## (b) distillation")[-2] == "-3.6 (n=1)"
     assert "appearance AUC 0.985 (static 0.985), colour AUC 0.476 (static 0.491): holds" in table
     assert "| testable |" in table
     old = _ablation_report(str(tmp_path / "old"), ablation_trials({0: TESTABLE}), [0])

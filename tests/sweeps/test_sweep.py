@@ -349,6 +349,14 @@ def test_ablation_report_lays_out_table_4ab(tmp_path):
     assert "| offline pseudo-labelling | 26.3 (n=1) | 26.3 |" in table
     assert "| more burn-in instead (control) | 20.0 (n=1) | – |" in table
     assert "DIOD minus the control" in table
+    # Table 4(a)'s question: each variant against DIOD's final setting, on the same burn-in
+    row = next(ln for ln in table.splitlines() if ln.startswith("| one-to-one connection |"))
+    assert row.endswith("| -5.2 (n=1) |"), row  # 30.2 - 35.4
+    row = next(ln for ln in table.splitlines() if ln.startswith("| end of burn-in |"))
+    assert row.endswith("| – |"), row  # not a distillation variant
+    cells = {ln.split(",")[0]: ln.split(",") for ln in open(out["cells"]).read().splitlines()}
+    assert float(cells["one_to_one - final"][3]) == pytest.approx(-5.2)
+    assert "more_burn_in - final" not in cells
     assert open(out["plot"], "rb").read(4) == b"\x89PNG"
 
 
