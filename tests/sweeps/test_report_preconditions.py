@@ -181,3 +181,36 @@ def test_a_premise_that_holds_changes_no_verdict(tmp_path):
     assert "| testable |" in table
     old = _ablation_report(str(tmp_path / "old"), ablation_trials({0: TESTABLE}), [0])
     assert "Premise of the data: not measured" in open(old["table"]).read()
+
+
+def test_a_variant_is_labelled_by_its_own_branch_and_listed_in_the_gates_table(tmp_path):
+    """One-to-one keeps other candidates than DIOD from the same burn-in: its branch's gates (here
+    merged regions) label its differences, and a difference against DIOD carries both branches'."""
+    trials = ablation_trials({0: TESTABLE, 1: TESTABLE})
+    for seed in (0, 1):
+        t = _trial(f"o2o{seed}", {"_variant": "one_to_one", "run.seed": seed}, 0.06, 0.040)
+        t["metrics"].update(to_metrics({**TESTABLE, "kept_area_ratio": 3.1 if seed else 1.2}))
+        trials.append(t)
+    table = open(_ablation_report(str(tmp_path / "o2o"), trials, [0, 1])["table"]).read()
+    assert diod_row(table, "## (b) distillation")[-2] == "-3.6 [-3.6, -3.6] (n=2) *"  # DIOD's own
+    part = table.split("## (a) design choices")[1]
+    o2o = [
+        c.strip()
+        for c in next(ln for ln in part.splitlines() if ln.startswith("| one-to-one"))
+        .strip("|")
+        .split("|")
+    ]
+    assert o2o[-1] == "-0.8 [-0.8, -0.8] (n=2) * — untestable: kept_area_ratio (seed 1 of 2)"
+    assert o2o[-3].endswith("— untestable: kept_area_ratio (seed 1 of 2)")  # vs end of burn-in
+    section = table.split("## Preconditions at the switch")[1]
+    names = [ln.split("|")[1].strip() for ln in section.splitlines() if ln.startswith("| seed ")]
+    assert names == [
+        "seed 0",
+        "seed 0, one-to-one connection",
+        "seed 1",
+        "seed 1, one-to-one connection",
+    ]
+    assert (
+        "| seed 1, one-to-one connection | " in section
+        and "| untestable: kept_area_ratio |" in (section)
+    )

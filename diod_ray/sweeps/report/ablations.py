@@ -44,17 +44,31 @@ DIFFERENCE_BASES = ("end_of_burn_in", "more_burn_in", "final")
 
 
 def _diff(rows: dict[str, dict[str, list]], name: str, against: str, label: str = "") -> str:
-    """The paired F1@50 difference of row ``name`` against row ``against``; a distillation row's
-    carries ``label`` ("untestable: <gates>") when the shared burn-in failed the preconditions.
-    Against ``final`` only distillation variants are compared (the other rows' difference to
-    DIOD is the other columns' with its sign turned)."""
+    """The paired F1@50 difference of row ``name`` against row ``against``, with ``label``
+    ("untestable: <gates>", :func:`_label`) when it is not empty. Against ``final`` only
+    distillation variants are compared (the other rows' difference to DIOD is the other
+    columns' with its sign turned)."""
     if name == against or name not in rows or against not in rows:
         return "–"
     if against == "final" and name not in DISTILLATION_ROWS:
         return "–"
     d = paired(by_seed(rows[name], "f1"), by_seed(rows[against], "f1"))
     cell = fmt_cell(d) + (" *" if d["excludes_0"] else "")
-    return with_label(cell, label) if name in DISTILLATION_ROWS else cell
+    return with_label(cell, label)
+
+
+def _label(
+    gates: dict[str, dict[int, dict | None]], premise: dict | None, name: str, against: str
+) -> str:
+    """What a difference of row ``name`` against ``against`` can be read as: a distillation
+    row's is "untestable: <gates>" when a seed's branch failed a gate at its switch, its own
+    branch and, against another distillation row, that row's too (the variants share the
+    burn-in, but each runs its teacher its own way: one-to-one keeps other candidates); led by
+    "premise" when the data fails DIOD's premise. "" for the burn-in rows."""
+    if name not in DISTILLATION_ROWS:
+        return ""
+    others = (gates[against],) if against in DISTILLATION_ROWS else ()
+    return untestable_label(gates[name], premise, others)
 
 
 def ablation_differences(rows: dict[str, dict[str, list]]) -> list[dict[str, Any]]:
@@ -105,15 +119,15 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
                 f"| {ABLATION_LABELS[n]} | {fmt_cell(summarise(r['f1']))} | {paper.get(n, '–')} | "
                 f"{fmt_cell(summarise(r['fg_ari']))} | {fmt_cell(summarise(r['all_ari']))} | "
                 f"{fmt_cell(summarise(r['static_recall']))} | {sum(r['done'])}/{len(r['done'])} | "
-                f"{_diff(rows, n, 'end_of_burn_in', label)} | "
-                f"{_diff(rows, n, 'more_burn_in', label)} | {_diff(rows, n, 'final', label)} |"
+                + " | ".join(_diff(rows, n, a, _label(gates, premise, n, a)) for a in bases)
+                + " |"
             )
         return lines + [""]
 
-    # a distillation row's comparisons test the claim only on a burn-in that passes the gates
-    # (issue 21); every variant branches from the same burn-in, whose gates DIOD's branch measures
-    diod_gates = _gates_by_seed(stages, "final")
-    label = untestable_label(diod_gates, meta.get("premise"))
+    # a distillation row's comparisons test the claim only where its branches passed the gates
+    # at their switch (issue 21); each branch measures them
+    gates = {v: _gates_by_seed(stages, v) for v in DISTILLATION_ROWS}
+    premise, bases = meta.get("premise"), DIFFERENCE_BASES
 
     out += table("(a) design choices", ["one_to_one", "no_motion_masks", "final"], PAPER_TABLE_4A)
     b = table(
@@ -130,9 +144,15 @@ def ablations_markdown(meta: dict[str, Any], stages: dict[str, dict[str, Any]]) 
             "training longer.",
             "",
         ]
-    gate_rows = [(f"seed {seed}", values) for seed, values in sorted(diod_gates.items())]
+    # every branch's gates at its switch: DIOD's as "seed S", a variant's as "seed S, <variant>"
+    gate_rows = [
+        (f"seed {seed}" + ("" if v == "final" else f", {ABLATION_LABELS[v]}"), gates[v][seed])
+        for seed in sorted({s for g in gates.values() for s in g})
+        for v in ("final", "one_to_one", "no_motion_masks", "offline")
+        if seed in gates[v] and (v == "final" or gates[v][seed] is not None)
+    ]
     out += teacher_activity_section(stages)
-    out += preconditions_section(gate_rows, "DIOD branch", "DIOD's Δ", meta.get("premise"))
+    out += preconditions_section(gate_rows, "branch", "a distillation row's Δ", premise)
     out += cost_section(meta, stages)
     return "\n".join(out)
 

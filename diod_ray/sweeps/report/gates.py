@@ -19,13 +19,22 @@ from diod_ray.preconditions import (
 )
 
 
-def untestable_label(by_seed: dict[Any, dict | None], premise: dict | None = None) -> str:
+def untestable_label(
+    by_seed: dict[Any, dict | None],
+    premise: dict | None = None,
+    others: tuple[dict[Any, dict | None], ...] = (),
+) -> str:
     """The label of a comparison made on these seeds' burn-ins: "untestable: <gates>" when some
     seed failed a gate (naming the seeds when not all did), led by "premise" when the data fails
     DIOD's premise (then every seed is untestable); "" when the premise did not fail and every
-    measured seed is testable or none was measured (a sweep from before the gates)."""
-    measured = {s: v for s, v in by_seed.items() if v is not None}
-    failed = {s: verdict(v)["failed"] for s, v in measured.items()}
+    measured seed is testable or none was measured (a sweep from before the gates). ``others``:
+    the gates of further branches in the same comparison (a variant against DIOD), per seed; a
+    seed fails a gate when any of its branches does."""
+    failed: dict[Any, set[str]] = {}
+    for gates in (by_seed, *others):
+        for s, v in gates.items():
+            if v is not None:
+                failed.setdefault(s, set()).update(verdict(v)["failed"])
     bad = sorted((s for s in failed if failed[s]), key=str)
     names = [g.name for g in GATES if any(g.name in failed[s] for s in bad)]
     if premise_failed(premise):
@@ -33,8 +42,8 @@ def untestable_label(by_seed: dict[Any, dict | None], premise: dict | None = Non
     if not names:
         return ""
     text = "untestable: " + ", ".join(names)
-    if bad and len(bad) < len(measured):
-        seeds = f"seed {', '.join(str(s) for s in bad)} of {len(measured)}"
+    if bad and len(bad) < len(failed):
+        seeds = f"seed {', '.join(str(s) for s in bad)} of {len(failed)}"
         text += f" (gates failed on {seeds})" if premise_failed(premise) else f" ({seeds})"
     return text
 
