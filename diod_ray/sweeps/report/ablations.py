@@ -1,8 +1,7 @@
 """``table.md`` of an ablation sweep (the paper's Table 4(a) and 4(b)): each variant's metrics
 over seeds beside the paper's, its paired F1@50 differences against the end of burn-in, the
 more-burn-in control and DIOD's final setting (Table 4(a)'s question), the teacher's activity per
-branch, DIOD's preconditions per seed, and the
-cost. The rows are also what ``cells.csv`` (:mod:`.csv_files`) and the bar plot (:mod:`.plots`)
+branch, each branch's preconditions per seed, and the cost. The rows are also what ``cells.csv`` (:mod:`.csv_files`) and the bar plot (:mod:`.plots`)
 show."""
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ def ablation_rows(stages: dict[str, dict[str, Any]]) -> dict[str, dict[str, list
 
 
 # the rows that distil from the shared burn-in (a teacher, pseudo-labels): a comparison of any of
-# them is read only on a burn-in that passes the gates, measured on that burn-in's teacher
+# them is read only where its branch passed the gates at the switch (each branch measures them)
 DISTILLATION_ROWS = ("one_to_one", "no_motion_masks", "offline", "final")
 # the paired differences reported: every row against these (Δ columns, cells.csv)
 DIFFERENCE_BASES = ("end_of_burn_in", "more_burn_in", "final")
