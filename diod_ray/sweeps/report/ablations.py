@@ -1,8 +1,8 @@
 """``table.md`` of an ablation sweep (the paper's Table 4(a) and 4(b)): each variant's metrics
 over seeds beside the paper's, its paired F1@50 differences against the end of burn-in, the
 more-burn-in control and DIOD's final setting (Table 4(a)'s question), the teacher's activity per
-branch, each branch's preconditions per seed, and the cost. The rows are also what ``cells.csv`` (:mod:`.csv_files`) and the bar plot (:mod:`.plots`)
-show."""
+branch, each branch's preconditions per seed, and the cost. The rows are also what
+``cells.csv`` (:mod:`.csv_files`) and the bar plot (:mod:`.plots`) show."""
 
 from __future__ import annotations
 
