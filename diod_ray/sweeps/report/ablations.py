@@ -47,13 +47,19 @@ def _diff(rows: dict[str, dict[str, list]], name: str, against: str, label: str 
     ("untestable: <gates>", :func:`_label`) when it is not empty. Against ``final`` only
     distillation variants are compared (the other rows' difference to DIOD is the other
     columns' with its sign turned)."""
-    if name == against or name not in rows or against not in rows:
-        return "–"
-    if against == "final" and name not in DISTILLATION_ROWS:
+    if not _compared(rows, name, against):
         return "–"
     d = paired(by_seed(rows[name], "f1"), by_seed(rows[against], "f1"))
     cell = fmt_cell(d) + (" *" if d["excludes_0"] else "")
     return with_label(cell, label)
+
+
+def _compared(rows: dict[str, dict[str, list]], name: str, against: str) -> bool:
+    """Whether row ``name`` gets a paired difference against row ``against``: both ran, and
+    against DIOD's final setting only the other distillation variants."""
+    if name == against or name not in rows or against not in rows:
+        return False
+    return against != "final" or name in DISTILLATION_ROWS
 
 
 def _label(
@@ -76,9 +82,7 @@ def ablation_differences(rows: dict[str, dict[str, list]]) -> list[dict[str, Any
     out = []
     for n in rows:
         for against in DIFFERENCE_BASES:
-            if against == "final" and n not in DISTILLATION_ROWS:
-                continue
-            if n != against and against in rows:
+            if _compared(rows, n, against):
                 d = paired(by_seed(rows[n], "f1"), by_seed(rows[against], "f1"))
                 out.append({"row": n, "against": against, "metric": "f1", **d})
     return out
@@ -194,7 +198,7 @@ def teacher_activity_section(stages: dict[str, dict[str, Any]]) -> list[str]:
         "| method | " + " | ".join(c for c, _, _ in TEACHER_COLUMNS) + " |",
         "|---|" + "---|" * len(TEACHER_COLUMNS),
     ]
-    for v in [n for n in ("one_to_one", "no_motion_masks", "offline", "final") if n in rows]:
+    for v in [n for n in DISTILLATION_ROWS if n in rows]:
         cells = [fmt_cell(summarise(rows[v][key])) for _, key, _ in TEACHER_COLUMNS]
         label = "DIOD" if v == "final" else ABLATION_LABELS[v]
         out.append(f"| {label} | " + " | ".join(cells) + " |")
